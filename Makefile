@@ -1,0 +1,55 @@
+# Lifeline. The README's two commands: `make demo` and `make test`. Both install everything pinned
+# into .venv and node_modules on first use.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: install demo test test-fast lint synth bench agent-dist lock clean lab-up lab-down
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml agent/pyproject.toml requirements.lock package.json package-lock.json
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==25.3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ./agent -e .
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: install
+	$(BIN)/python -m lab demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests/unit tests/infrastructure
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy agent/lifeline_agent
+
+synth: install
+	npx cdk synth --quiet
+
+bench: install
+	$(BIN)/python -m bench
+
+agent-dist: install
+	$(BIN)/python -m pip wheel --no-deps --wheel-dir dist ./agent
+
+# Re-pin the transitive dependencies after changing a direct pin.
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+lab-up: install
+	$(BIN)/python -m lab up --detach
+
+lab-down:
+	$(BIN)/python -m lab down
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .lab dist

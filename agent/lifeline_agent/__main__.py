@@ -1,0 +1,5 @@
+import sys
+
+from lifeline_agent.cli import main
+
+sys.exit(main())
