@@ -3,7 +3,6 @@ import datetime as dt
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-
 from lifeline_agent import eks_token
 
 

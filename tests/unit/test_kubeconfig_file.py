@@ -2,7 +2,6 @@ import os
 import stat
 
 import pytest
-
 from lifeline_agent import kubeconfig
 
 
