@@ -242,7 +242,7 @@ def test_a_private_key_passed_to_a_log_call_is_redacted(
     assert secret_body not in output and "PRIVATE KEY" not in output
     lines = [json.loads(line) for line in output.splitlines()]
     assert lines[0]["message"] == f"made key {REDACTED}\n"
-    assert lines[1]["key"] == REDACTED and lines[1]["nested"] == {"pem": [REDACTED]}
+    assert lines[1]["key"] == REDACTED + "\n" and lines[1]["nested"] == {"pem": [REDACTED + "\n"]}
     assert REDACTED in str(lines[2]["exception"]) and "ValueError" in str(lines[2]["exception"])
 
 
