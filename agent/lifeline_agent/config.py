@@ -1,0 +1,289 @@
+"""The agent's configuration: a TOML file, validated; every error names the file and the key.
+
+Example (every key but ``clusters`` has a default)::
+
+    region = "us-west-2"
+    clusters = ["edge-1", "edge-2"]        # or "all": every secret named lifeline/<cluster>
+    state_dir = "/var/lib/lifeline"
+    certificate_lifetime = "7d"            # requested; the signer may issue a shorter one
+    key_type = "ecdsa-p256"                # or "rsa-2048", "rsa-4096"
+    host_id = "..."                        # default: /etc/machine-id
+    breakglass_group = "lifeline:breakglass"
+    probe_interval = "30s"
+    metrics_address = "127.0.0.1:9877"
+    operators_group = "lifeline-operators" # optional: kubeconfigs become 0640 to this group
+    aws_endpoint_url = "https://..."       # optional: a VPC endpoint (or the lab)
+
+    [cluster.edge-1]                       # optional per-cluster settings
+    endpoint_ips = ["10.0.0.10", "10.0.0.11"]
+    bootstrap_kubeconfig = "/etc/lifeline/edge-1-bootstrap.kubeconfig"
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifeline_agent.contract import DEFAULT_BREAKGLASS_GROUP, GROUP_PATTERN, CLUSTER_NAME_PATTERN
+
+DEFAULT_CONFIG_PATH = Path("/etc/lifeline/agent.toml")
+MACHINE_ID_PATH = Path("/etc/machine-id")
+KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
+ALL_CLUSTERS = "all"
+MIN_CERTIFICATE_LIFETIME = 600  # Kubernetes rejects spec.expirationSeconds below 10 minutes.
+HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    name: str
+    endpoint_ips: tuple[str, ...] = ()
+    bootstrap_kubeconfig: Path | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Knobs for the loops; the defaults suit production, tests shorten them."""
+
+    backoff_base: float = 10.0
+    backoff_cap: float = 900.0
+    csr_timeout: float = 120.0
+    api_timeout: float = 10.0
+    verify_interval: float = 300.0
+    secret_refresh_interval: float = 900.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    source: Path
+    region: str | None = None
+    clusters: tuple[ClusterSettings, ...] = ()
+    all_clusters: bool = False
+    state_dir: Path = Path("/var/lib/lifeline")
+    certificate_lifetime: int = 7 * 86400
+    key_type: str = "ecdsa-p256"
+    host_id: str = ""
+    breakglass_group: str = DEFAULT_BREAKGLASS_GROUP
+    probe_interval: float = 30.0
+    probe_timeout: float = 2.0
+    metrics_address: str = "127.0.0.1:9877"
+    operators_group: str | None = None
+    aws_endpoint_url: str | None = None
+    log_level: str = "INFO"
+    timing: Timing = field(default_factory=Timing)
+
+    def cluster(self, name: str) -> ClusterSettings:
+        """The settings of ``name`` (defaults when the cluster was discovered, not listed)."""
+        for settings in self.clusters:
+            if settings.name == name:
+                return settings
+        return ClusterSettings(name=name)
+
+    def cluster_dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+    @property
+    def user_name(self) -> str:
+        """The Kubernetes user name of this host's certificates: ``lifeline:<host-id>``."""
+        return f"lifeline:{self.host_id}"
+
+
+class _Reader:
+    """Takes keys out of one TOML table, checking types; errors name the file and the dotted key."""
+
+    def __init__(self, source: Path, table: dict[str, Any], prefix: str = "") -> None:
+        self.source, self.table, self.prefix = source, dict(table), prefix
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.prefix}{key}: {message}")
+
+    def take(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self.table:
+            return default
+        value = self.table.pop(key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise self.error(key, f"expected {wanted}, got {type(value).__name__} {value!r}")
+        return value
+
+    def duration(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = self.take(key, (int, float, str))
+        if value is None:
+            return default
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise self.error(key, f"{value!r} is not a duration (seconds, or a number with s, m, h or d)")
+        if seconds < minimum or seconds <= 0:
+            raise self.error(key, f"{value!r} is too short (at least {max(minimum, 1):g} s)")
+        return seconds
+
+    def finish(self) -> None:
+        if self.table:
+            unknown = ", ".join(sorted(self.prefix + k for k in self.table))
+            raise ConfigError(f"{self.source}: unknown key(s): {unknown}")
+
+
+def parse_duration(value: int | float | str) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.fullmatch(value)
+    if not match:
+        return None
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def read_machine_id(path: Path = MACHINE_ID_PATH) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"host_id: not set and {path} is unreadable ({exc})") from exc
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG_PATH, *, machine_id_path: Path = MACHINE_ID_PATH) -> AgentConfig:
+    """Read and validate the agent configuration; :class:`ConfigError` names the file and the key."""
+    source = Path(path)
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the configuration file ({exc.strerror or exc})") from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+    return parse_config(document, source, machine_id_path=machine_id_path)
+
+
+def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Path = MACHINE_ID_PATH) -> AgentConfig:
+    top = _Reader(source, document)
+    region = top.take("region", str)
+    if region is not None and not REGION_PATTERN.fullmatch(region):
+        raise top.error("region", f"{region!r} is not an AWS Region name (like us-west-2)")
+    clusters, all_clusters = _clusters(top)
+    state_dir = _absolute_path(top, "state_dir", Path("/var/lib/lifeline"))
+    lifetime = top.duration("certificate_lifetime", 7 * 86400.0, minimum=MIN_CERTIFICATE_LIFETIME)
+    key_type = top.take("key_type", str, "ecdsa-p256")
+    if key_type not in KEY_TYPES:
+        raise top.error("key_type", f"{key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    host_id = top.take("host_id", str) or read_machine_id(machine_id_path)
+    if not HOST_ID_PATTERN.fullmatch(host_id):
+        raise top.error("host_id", f"{host_id!r} must be 1-63 letters, digits, '.', '_' or '-'")
+    group = top.take("breakglass_group", str, DEFAULT_BREAKGLASS_GROUP)
+    if not GROUP_PATTERN.fullmatch(group) or group.startswith("system:"):
+        raise top.error("breakglass_group", f"{group!r} is not an allowed group name (and not system:*)")
+    probe_interval = top.duration("probe_interval", 30.0, minimum=1.0)
+    probe_timeout = top.duration("probe_timeout", 2.0)
+    metrics_address = top.take("metrics_address", str, "127.0.0.1:9877")
+    _check_address(top, metrics_address)
+    operators_group = top.take("operators_group", str)
+    if operators_group is not None:
+        try:
+            grp.getgrnam(operators_group)
+        except KeyError:
+            raise top.error("operators_group", f"group {operators_group!r} does not exist on this host") from None
+    endpoint_url = top.take("aws_endpoint_url", str)
+    if endpoint_url is not None and not re.match(r"^https?://[^/\s]+/?$", endpoint_url):
+        raise top.error("aws_endpoint_url", f"{endpoint_url!r} is not an http(s)://host[:port] URL")
+    log_level = top.take("log_level", str, "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise top.error("log_level", f"{log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    timing = _timing(source, top.take("timing", dict, {}))
+    top.finish()
+    return AgentConfig(
+        source=source, region=region, clusters=clusters, all_clusters=all_clusters, state_dir=state_dir,
+        certificate_lifetime=int(lifetime), key_type=key_type, host_id=host_id, breakglass_group=group,
+        probe_interval=probe_interval, probe_timeout=probe_timeout, metrics_address=metrics_address,
+        operators_group=operators_group, aws_endpoint_url=endpoint_url, log_level=log_level, timing=timing,
+    )  # fmt: skip
+
+
+def _clusters(top: _Reader) -> tuple[tuple[ClusterSettings, ...], bool]:
+    listed = top.take("clusters", (list, str))
+    tables = top.take("cluster", dict, {})
+    all_clusters = listed == ALL_CLUSTERS
+    if isinstance(listed, str) and not all_clusters:
+        raise top.error("clusters", f"{listed!r}: give a list of cluster names or \"{ALL_CLUSTERS}\"")
+    names: list[str] = [] if all_clusters or listed is None else list(listed)
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not CLUSTER_NAME_PATTERN.fullmatch(name):
+            raise top.error(f"clusters[{index}]", f"{name!r} is not an EKS cluster name")
+    names += [name for name in tables if name not in names]
+    if not names and not all_clusters:
+        raise top.error("clusters", f"no cluster configured: list names or set clusters = \"{ALL_CLUSTERS}\"")
+    if len(set(names)) != len(names):
+        raise top.error("clusters", "a cluster is listed twice")
+    settings = []
+    for name in names:
+        table = tables.get(name, {})
+        if not isinstance(table, dict):
+            raise top.error(f"cluster.{name}", "expected a table")
+        if not CLUSTER_NAME_PATTERN.fullmatch(name):
+            raise top.error(f"cluster.{name}", "the table name is not an EKS cluster name")
+        settings.append(_cluster_settings(_Reader(top.source, table, f"cluster.{name}."), name))
+    return tuple(settings), all_clusters
+
+
+def _cluster_settings(reader: _Reader, name: str) -> ClusterSettings:
+    ips = reader.take("endpoint_ips", list, [])
+    for index, ip in enumerate(ips):
+        try:
+            ipaddress.ip_address(ip)
+        except (TypeError, ValueError):
+            raise reader.error(f"endpoint_ips[{index}]", f"{ip!r} is not an IP address") from None
+    bootstrap = _absolute_path(reader, "bootstrap_kubeconfig", None)
+    if bootstrap is not None and not bootstrap.is_file():
+        raise reader.error("bootstrap_kubeconfig", f"{bootstrap} is not a readable file")
+    reader.finish()
+    return ClusterSettings(name=name, endpoint_ips=tuple(ips), bootstrap_kubeconfig=bootstrap)
+
+
+def _timing(source: Path, table: dict[str, Any]) -> Timing:
+    reader = _Reader(source, table, "timing.")
+    default = Timing()
+    timing = Timing(
+        backoff_base=reader.duration("backoff_base", default.backoff_base),
+        backoff_cap=reader.duration("backoff_cap", default.backoff_cap),
+        csr_timeout=reader.duration("csr_timeout", default.csr_timeout),
+        api_timeout=reader.duration("api_timeout", default.api_timeout),
+        verify_interval=reader.duration("verify_interval", default.verify_interval),
+        secret_refresh_interval=reader.duration("secret_refresh_interval", default.secret_refresh_interval),
+    )
+    reader.finish()
+    if timing.backoff_cap < timing.backoff_base:
+        raise reader.error("backoff_cap", "must not be smaller than timing.backoff_base")
+    return timing
+
+
+def _absolute_path(reader: _Reader, key: str, default: Path | None) -> Path | None:
+    value = reader.take(key, str)
+    if value is None:
+        return default
+    path = Path(value)
+    if not path.is_absolute() or "\x00" in value:
+        raise reader.error(key, f"{value!r} must be an absolute path")
+    return path
+
+
+def _check_address(reader: _Reader, address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+        valid = bool(sep) and 0 <= int(port) < 65536
+    except ValueError:
+        valid = False
+    if not valid:
+        raise reader.error("metrics_address", f"{address!r} is not IP:PORT")
+    if not ip.is_loopback:
+        raise reader.error("metrics_address", f"{address!r}: serve metrics on loopback only")

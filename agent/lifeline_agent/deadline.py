@@ -1,0 +1,54 @@
+"""When to renew: pure functions, the kubelet certificate manager's rules.
+
+- Deadline: ``notBefore + U(0.7, 0.9) x (notAfter - notBefore)``, from the *issued* certificate.
+- At once when the certificate no longer matches what is wanted (subject, key type, CA).
+- Failures back off exponentially with full jitter, capped.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from lifeline_agent.keys import IssuedCertificate
+
+LOW, HIGH = 0.7, 0.9
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a certificate of this host must look like."""
+
+    common_name: str
+    organization: str
+    key_type: str
+    ca_pem: bytes
+
+
+def renewal_deadline(not_before: float, not_after: float, rng: random.Random | None = None) -> float:
+    """A random point in [70 %, 90 %] of the certificate's lifetime (epoch seconds)."""
+    if not_after <= not_before:
+        raise ValueError("certificate notAfter is not after notBefore")
+    fraction = (rng or random).uniform(LOW, HIGH)
+    return not_before + fraction * (not_after - not_before)
+
+
+def mismatch(certificate: IssuedCertificate, wanted: Wanted) -> str | None:
+    """Why ``certificate`` must be replaced at once, or ``None`` when it is what is wanted."""
+    if certificate.common_name != wanted.common_name:
+        return f"subject CN {certificate.common_name!r} is not {wanted.common_name!r}"
+    if certificate.organizations != (wanted.organization,):
+        return f"subject O {list(certificate.organizations)} is not [{wanted.organization!r}]"
+    if certificate.key_type != wanted.key_type:
+        return f"key type {certificate.key_type} is not {wanted.key_type}"
+    if not certificate.signed_by(wanted.ca_pem):
+        return "the certificate was not issued by the cluster CA"
+    return None
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Delay after ``failures`` consecutive failures (>= 1): uniform in [base/2, min(cap, base x 2^(n-1))]."""
+    if failures < 1:
+        return 0.0
+    ceiling = min(cap, base * 2 ** min(failures - 1, 32))
+    return (rng or random).uniform(min(base, ceiling) / 2, ceiling)

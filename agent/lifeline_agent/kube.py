@@ -1,0 +1,282 @@
+"""Talking to a Kubernetes API server with one kubeconfig's credentials, through the official client.
+
+Only the calls the agent needs, on any conformant API server: CSR create / approve / wait / delete,
+``SelfSubjectReview`` (else ``SelfSubjectAccessReview``) and a read of the ``kubernetes`` service.
+The client certificate and key go to a private temporary directory (0700, files 0600) inside the
+cluster's state directory for as long as the session lives: ``urllib3`` loads them from files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+
+
+class KubeError(Exception):
+    """A call to the API server failed; subclasses say how."""
+
+
+class Unreachable(KubeError):
+    """The API server did not answer (refused, reset, timed out)."""
+
+
+class TlsError(KubeError):
+    """TLS failed: the server's certificate is not trusted by the CA we have, or the handshake broke."""
+
+
+class Unauthorized(KubeError):
+    """401: the server does not accept the credential (expired, unknown CA, bad token)."""
+
+
+class Forbidden(KubeError):
+    """403: authenticated, but RBAC does not allow it (e.g. the break-glass binding was deleted)."""
+
+
+class CsrRejected(KubeError):
+    """The CSR ended ``Denied`` or ``Failed``, or the server refused to create it."""
+
+
+class CsrTimeout(KubeError):
+    """No certificate was issued within the bound."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the API server is and how to trust it."""
+
+    server: str
+    ca_pem: bytes
+    tls_server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A client certificate and key, or a bearer token. Never printed (``repr`` hides it)."""
+
+    cert_pem: bytes | None = field(default=None, repr=False)
+    key_pem: bytes | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.cert_pem is None) != (self.key_pem is None) or (self.cert_pem is None) == (self.token is None):
+            raise ValueError("a credential is a client certificate with its key, or a token")
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: str
+    groups: tuple[str, ...]
+
+
+def from_kubeconfig(config: dict[str, Any], base_dir: Path | None = None) -> tuple[Target, Credential]:
+    """The target and credential of the current context of a parsed kubeconfig (embedded data or files)."""
+
+    def named(kind: str, name: str) -> dict[str, Any]:
+        for entry in config.get(kind) or []:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                return dict(entry.get(kind[:-1]) or {})
+        raise ValueError(f"kubeconfig: no {kind[:-1]} named {name!r}")
+
+    def data(section: dict[str, Any], key: str) -> bytes | None:
+        if section.get(f"{key}-data"):
+            return base64.b64decode(section[f"{key}-data"])
+        if section.get(key):
+            path = Path(section[key])
+            return (path if path.is_absolute() or base_dir is None else base_dir / path).read_bytes()
+        return None
+
+    context_name = config.get("current-context") or config["contexts"][0]["name"]
+    context = named("contexts", context_name)
+    cluster = named("clusters", context["cluster"])
+    user = named("users", context["user"])
+    ca = data(cluster, "certificate-authority")
+    if ca is None or not cluster.get("server"):
+        raise ValueError("kubeconfig: the cluster needs a server and a certificate authority")
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(user["tokenFile"]).read_text().strip()
+    target = Target(server=cluster["server"], ca_pem=ca, tls_server_name=cluster.get("tls-server-name"))
+    if token:
+        return target, Credential(token=token)
+    return target, Credential(cert_pem=data(user, "client-certificate"), key_pem=data(user, "client-key"))
+
+
+def _status_message(body: bytes) -> str:
+    try:
+        status = json.loads(body)
+        return str(status.get("message") or status.get("reason") or body[:200])
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", "replace")
+
+
+class KubeSession:
+    """One API server, one credential. Use as a context manager; nothing is retried here."""
+
+    def __init__(self, target: Target, credential: Credential, *, workdir: Path, timeout: float = 10.0) -> None:
+        import urllib3
+        from kubernetes.client.configuration import Configuration
+        from kubernetes.client.rest import RESTClientObject
+
+        self.target, self.timeout = target, timeout
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=".session-", dir=workdir))
+        configuration = Configuration(host=target.server.rstrip("/"))
+        configuration.ca_cert_data = target.ca_pem.decode("ascii")
+        configuration.tls_server_name = target.tls_server_name
+        configuration.retries = urllib3.Retry(total=0, redirect=0, raise_on_status=False)
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        if credential.token is not None:
+            self._headers["Authorization"] = f"Bearer {credential.token}"
+        else:
+            assert credential.cert_pem is not None and credential.key_pem is not None
+            configuration.cert_file = self._private_file("client.crt", credential.cert_pem)
+            configuration.key_file = self._private_file("client.key", credential.key_pem)
+        self._host = configuration.host
+        self._rest = RESTClientObject(configuration)
+
+    def _private_file(self, name: str, data: bytes) -> str:
+        path = self._tmp / name
+        path.touch(mode=0o600)
+        path.write_bytes(data)
+        return str(path)
+
+    def close(self) -> None:
+        self._rest.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> KubeSession:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """JSON in, JSON out; HTTP and transport errors become :class:`KubeError` subclasses."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        where = f"{method} {urlsplit(self._host).netloc}{path}"
+        try:
+            response = self._rest.request(method, self._host + path, headers=dict(self._headers), body=body,
+                                          _request_timeout=(min(3.0, self.timeout), self.timeout))  # fmt: skip
+            payload = response.read()
+        except ApiException as exc:  # the client reports TLS failures this way
+            raise TlsError(f"{where}: TLS failed: {exc.reason}") from None
+        except urllib3.exceptions.MaxRetryError as exc:
+            if isinstance(exc.reason, urllib3.exceptions.SSLError):
+                raise TlsError(f"{where}: TLS failed: {exc.reason}") from None
+            raise Unreachable(f"{where}: {exc.reason}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unreachable(f"{where}: {type(exc).__name__}: {exc}") from None
+        status = response.status
+        if status == 401:
+            raise Unauthorized(f"{where}: 401 Unauthorized: {_status_message(payload)}")
+        if status == 403:
+            raise Forbidden(f"{where}: 403 Forbidden: {_status_message(payload)}")
+        if status == 404:
+            raise NotFound(f"{where}: 404 Not Found: {_status_message(payload)}")
+        if status >= 400:
+            raise KubeError(f"{where}: HTTP {status}: {_status_message(payload)}")
+        try:
+            result = json.loads(payload)
+        except ValueError:
+            raise KubeError(f"{where}: the answer is not JSON") from None
+        if not isinstance(result, dict):
+            raise KubeError(f"{where}: the answer is not a JSON object")
+        return result
+
+    # --- identity -----------------------------------------------------------------------------------
+
+    def who_am_i(self) -> Identity | None:
+        """The user and groups the server sees (``SelfSubjectReview``); ``None`` when it is not served."""
+        for version in ("v1", "v1beta1"):
+            body = {"apiVersion": f"authentication.k8s.io/{version}", "kind": "SelfSubjectReview"}
+            try:
+                review = self.request("POST", f"/apis/authentication.k8s.io/{version}/selfsubjectreviews", body)
+            except NotFound:
+                continue
+            info = (review.get("status") or {}).get("userInfo") or {}
+            return Identity(user=str(info.get("username", "")), groups=tuple(info.get("groups") or ()))
+        return None
+
+    def can(self, verb: str, resource: str, namespace: str = "", name: str = "") -> bool:
+        """``SelfSubjectAccessReview``: may this credential do ``verb`` on ``resource``?"""
+        attributes = {"verb": verb, "resource": resource, "namespace": namespace, "name": name}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {k: v for k, v in attributes.items() if v}}}  # fmt: skip
+        review = self.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body)
+        return bool((review.get("status") or {}).get("allowed"))
+
+    def read_kubernetes_service(self) -> dict[str, Any]:
+        return self.request("GET", "/api/v1/namespaces/default/services/kubernetes")
+
+    # --- certificate signing requests ---------------------------------------------------------------
+
+    def create_csr(self, name: str, csr_pem: bytes, usages: tuple[str, ...], expiration_seconds: int) -> None:
+        body = {
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "lifeline"}},
+            "spec": {
+                "request": base64.b64encode(csr_pem).decode("ascii"),
+                "signerName": CLIENT_SIGNER,
+                "usages": list(usages),
+                "expirationSeconds": expiration_seconds,
+            },
+        }
+        try:
+            self.request("POST", CSR_PATH, body)
+        except (Forbidden, Unauthorized, Unreachable, TlsError):
+            raise
+        except KubeError as exc:
+            raise CsrRejected(f"CSR {name} not accepted: {exc}") from None
+
+    def approve_csr(self, name: str, message: str) -> None:
+        csr = self.request("GET", f"{CSR_PATH}/{name}")
+        status = csr.setdefault("status", {})
+        conditions = status.setdefault("conditions", [])
+        if any(c.get("type") == "Approved" for c in conditions):
+            return
+        conditions.append({"type": "Approved", "status": "True", "reason": "LifelineAgentApproved",
+                           "message": message})  # fmt: skip
+        self.request("PUT", f"{CSR_PATH}/{name}/approval", csr)
+
+    def wait_for_certificate(self, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> bytes:
+        """Poll the CSR until ``status.certificate`` is set; :class:`CsrRejected` on Denied/Failed."""
+        deadline = time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            csr = self.request("GET", f"{CSR_PATH}/{name}")
+            status = csr.get("status") or {}
+            for condition in status.get("conditions") or []:
+                if condition.get("type") in ("Denied", "Failed") and condition.get("status", "True") == "True":
+                    reason = condition.get("message") or condition.get("reason") or ""
+                    raise CsrRejected(f"CSR {name} {condition['type']}: {reason}")
+            if status.get("certificate"):
+                return base64.b64decode(status["certificate"])
+            if time.monotonic() >= deadline:
+                raise CsrTimeout(f"CSR {name}: no certificate after {timeout:g} s")
+            sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 2.0)
+
+    def delete_csr(self, name: str) -> None:
+        try:
+            self.request("DELETE", f"{CSR_PATH}/{name}")
+        except KubeError:
+            pass  # best effort: the API server garbage-collects CSRs after about an hour
+
+
+class NotFound(KubeError):
+    """404."""

@@ -1,0 +1,128 @@
+"""Per-cluster state on disk, with an atomic swap of the "current" kubeconfig.
+
+``<state_dir>/<cluster>/``:
+- ``kubeconfig``       the installed offline kubeconfig (0600, or 0640 to the operators' group)
+- ``kubeconfig.prev``  the previous generation, kept when a new one is installed
+- ``key.pem``          the private key of the installed kubeconfig (0600)
+- ``cluster.json``     the cached secret ``lifeline/<cluster>`` and the endpoint's resolved IPs
+- ``status.json``      the last health snapshot, read by ``lifeline-agent status``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifeline_agent.contract import ClusterSecret, ContractError
+from lifeline_agent.kubeconfig import atomic_write, dump_kubeconfig, load_kubeconfig
+
+KUBECONFIG, PREVIOUS, KEY, CACHE, STATUS = "kubeconfig", "kubeconfig.prev", "key.pem", "cluster.json", "status.json"
+
+
+class StoreError(Exception):
+    """A state file is unreadable or corrupt; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CachedCluster:
+    """What the agent remembers from the Region, so it works while the link is down."""
+
+    secret: ClusterSecret
+    ips: tuple[str, ...]
+    fetched_at: float
+
+    def to_json(self) -> bytes:
+        document = {"secret": json.loads(self.secret.to_json()), "ips": list(self.ips), "fetchedAt": self.fetched_at}
+        return json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
+
+
+class ClusterStore:
+    """The files of one cluster. Only :meth:`install` changes the current kubeconfig."""
+
+    def __init__(self, directory: Path, *, operators_group: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.operators_group = operators_group
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.path(KUBECONFIG)
+
+    def ensure(self) -> None:
+        self.directory.mkdir(mode=0o750 if self.operators_group else 0o700, parents=True, exist_ok=True)
+
+    # --- the kubeconfig -----------------------------------------------------------------------------
+
+    def current(self) -> dict[str, Any] | None:
+        """The installed kubeconfig, parsed; ``None`` when there is none yet."""
+        try:
+            data = self.kubeconfig_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{self.kubeconfig_path}: {exc.strerror}") from None
+        try:
+            return load_kubeconfig(data)
+        except ValueError as exc:
+            raise StoreError(f"{self.kubeconfig_path}: {exc}") from None
+
+    def install(self, config: dict[str, Any], key_pem: bytes) -> None:
+        """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each step atomic."""
+        self.ensure()
+        mode = 0o640 if self.operators_group else 0o600
+        try:
+            previous = self.kubeconfig_path.read_bytes()
+        except FileNotFoundError:
+            previous = None
+        new = dump_kubeconfig(config)
+        if previous is not None and previous != new:
+            atomic_write(self.path(PREVIOUS), previous, mode=mode, group=self.operators_group)
+        atomic_write(self.kubeconfig_path, new, mode=mode, group=self.operators_group)
+        atomic_write(self.path(KEY), key_pem, mode=0o600)
+
+    # --- the cached secret and IPs ------------------------------------------------------------------
+
+    def load_cache(self) -> CachedCluster | None:
+        path = self.path(CACHE)
+        try:
+            document = json.loads(path.read_bytes())
+            secret = ClusterSecret.from_dict(document["secret"])
+            ips = tuple(str(ip) for ip in document.get("ips") or ())
+            return CachedCluster(secret=secret, ips=ips, fetched_at=float(document.get("fetchedAt", 0)))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, ContractError) as exc:
+            raise StoreError(f"{path}: unreadable cache ({exc})") from None
+
+    def save_cache(self, cached: CachedCluster) -> None:
+        self.ensure()
+        atomic_write(self.path(CACHE), cached.to_json(), mode=0o600)
+
+    # --- the status snapshot ------------------------------------------------------------------------
+
+    def save_status(self, status: dict[str, Any]) -> None:
+        self.ensure()
+        document = dict(status, written_at=time.time())
+        atomic_write(self.path(STATUS), json.dumps(document, sort_keys=True).encode("utf-8"), mode=0o644)
+
+    def load_status(self) -> dict[str, Any] | None:
+        try:
+            document = json.loads(self.path(STATUS).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return document if isinstance(document, dict) else None
+
+
+def known_clusters(state_dir: Path) -> list[str]:
+    """Clusters with a cached secret in ``state_dir`` (what "all" means while the link is down)."""
+    try:
+        entries = sorted(os.listdir(state_dir))
+    except FileNotFoundError:
+        return []
+    return [name for name in entries if (state_dir / name / CACHE).is_file()]
