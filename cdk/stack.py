@@ -1,0 +1,62 @@
+"""The Lifeline Region stack: storage, workflow (functions + state machine), trigger, monitoring."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from constructs import Construct
+
+from cdk.assets import build_dependencies_layer, stage_lambda_code
+from cdk.constructs.functions import FunctionCode, WorkflowFunctions
+from cdk.constructs.monitoring import Monitoring
+from cdk.constructs.storage import Storage
+from cdk.constructs.trigger import Trigger
+from cdk.constructs.workflow import Workflow
+from cdk.nag import suppress_justified_findings
+from cdk.settings import load_settings
+
+
+class LifelineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.settings = settings = load_settings(self.node)
+        code = FunctionCode(
+            code_directory=stage_lambda_code(),
+            layer_directory=build_dependencies_layer() if settings.dependencies_layer else None,
+        )
+        self.storage = Storage(self, "Storage", agent_principal_arns=settings.agent_principal_arns)
+        self.functions = WorkflowFunctions(
+            self,
+            "Functions",
+            settings=settings,
+            code=code,
+            secrets_key=self.storage.key,
+            secret_arn_pattern=self.storage.secret_arn_pattern,
+        )
+        self.workflow = Workflow(
+            self,
+            "Workflow",
+            normalise_request=self.functions.normalise_request,
+            create_cluster=self.functions.create_cluster,
+            check_cluster=self.functions.check_cluster,
+            store_secret=self.functions.store_secret,
+            bootstrap_rbac=self.functions.bootstrap_rbac,
+            timeout=Duration.seconds(settings.state_machine_timeout_seconds),
+        )
+        self.trigger = Trigger(
+            self,
+            "Trigger",
+            state_machine=self.workflow.state_machine,
+            allowed_outpost_arns=settings.allowed_outpost_arns,
+            create_trail=settings.create_trail,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            state_machine=self.workflow.state_machine,
+            dead_letter_queue=self.trigger.dead_letter_queue,
+            alarm_topic_arn=settings.alarm_topic_arn,
+        )
+        CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn)
+        CfnOutput(self, "SecretsKeyArn", value=self.storage.key.key_arn)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)
+        suppress_justified_findings(self)
