@@ -1,0 +1,544 @@
+"""Every adaptation of moto that the lab's Region needs, in one place.
+
+Each patch is a small function that replaces one moto behaviour; the comment on it says which and why.
+``apply_all(hooks)`` applies them all (idempotent) and points them at the current ``RegionHooks``.
+moto keeps its state in module-level backends, so there is one Region per process at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import importlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from botocore.auth import SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from werkzeug.wrappers import Response
+
+ACCOUNT_ID = "123456789012"
+LOCAL_PLATFORM_VERSION = "eks-local-outposts.1"
+DEFAULT_KUBERNETES_VERSION = "1.31"
+SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
+_PATCHED_MARK = "_lifeline_lab_patched"
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    """What the Region knows when EKS CreateCluster asks the lab for a control plane."""
+
+    name: str
+    cluster_id: str
+    kubernetes_version: str
+    creator_arn: str
+    outpost_config: dict[str, Any] | None
+    tags: dict[str, str]
+
+    @property
+    def is_local(self) -> bool:
+        return self.outpost_config is not None
+
+
+Provisioner = Callable[[str, ProvisionRequest], tuple[str, bytes]]
+
+
+@dataclass
+class RegionHooks:
+    """The lab's side of the patches: callbacks, settings, and what the patches recorded."""
+
+    region_url: str = ""
+    activation_delay: float = 0.0
+    provisioner: Provisioner | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_hooks = RegionHooks()
+
+
+def current_hooks() -> RegionHooks:
+    return _hooks
+
+
+def apply_all(hooks: RegionHooks) -> None:
+    """Apply every patch once per process and make them use ``hooks``."""
+    global _hooks
+    _hooks = hooks
+    enable_step_functions_execution()
+    import moto.moto_server.werkzeug_app as werkzeug_app
+
+    if getattr(werkzeug_app, _PATCHED_MARK, False):
+        return
+    patch_eks_local_clusters()
+    patch_sts_presigned_get()
+    patch_lambda_in_process()
+    patch_events_state_machine_targets()
+    patch_events_recording()
+    setattr(werkzeug_app, _PATCHED_MARK, True)
+
+
+def enable_step_functions_execution() -> None:
+    # moto only records executions unless told to interpret the ASL; the workflow must really run.
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+
+
+# --- EKS ------------------------------------------------------------------------------------------
+
+
+class _EksErrors:
+    @staticmethod
+    def invalid_parameter(message: str) -> Exception:
+        from moto.eks.exceptions import InvalidParameterException
+
+        return InvalidParameterException(message=message)
+
+    @staticmethod
+    def server(message: str) -> Exception:
+        from moto.eks.exceptions import EKSError
+
+        class ServerException(EKSError):
+            TYPE = "ServerException"
+            STATUS = 500
+
+        return ServerException(message=message)
+
+
+def validate_outpost_config(config: object) -> dict[str, Any]:
+    """EKS's rules for ``outpostConfig``: exactly one Outpost ARN and a control-plane instance type."""
+    if not isinstance(config, dict):
+        raise _EksErrors.invalid_parameter("outpostConfig must be an object")
+    arns = config.get("outpostArns")
+    if not isinstance(arns, list) or not arns:
+        raise _EksErrors.invalid_parameter("outpostConfig.outpostArns is required")
+    if len(arns) != 1:
+        raise _EksErrors.invalid_parameter("Only a single Outpost ARN is supported in outpostConfig.outpostArns")
+    if not isinstance(arns[0], str) or ":outposts:" not in arns[0] or ":outpost/op-" not in arns[0]:
+        raise _EksErrors.invalid_parameter(f"Invalid Outpost ARN: {arns[0]!r}")
+    if not config.get("controlPlaneInstanceType"):
+        raise _EksErrors.invalid_parameter("outpostConfig.controlPlaneInstanceType is required")
+    result = {"outpostArns": list(arns), "controlPlaneInstanceType": config["controlPlaneInstanceType"]}
+    placement = config.get("controlPlanePlacement")
+    if placement is not None:
+        if not isinstance(placement, dict) or not isinstance(placement.get("groupName", ""), str):
+            raise _EksErrors.invalid_parameter("outpostConfig.controlPlanePlacement.groupName must be a string")
+        result["controlPlanePlacement"] = placement
+    return result
+
+
+def caller_arn(access_key_id: str) -> str:
+    """The ARN STS GetCallerIdentity would return for this access key."""
+    from moto.iam.models import get_account_id_from
+    from moto.sts.models import sts_backends
+
+    account = get_account_id_from(access_key_id)
+    _, arn, _ = sts_backends[account]["aws"].get_caller_identity(access_key_id, "us-west-2")
+    return str(arn)
+
+
+def _refresh_cluster_status(cluster: Any) -> None:
+    """CREATING -> ACTIVE once the activation time has passed and no health issue holds it back."""
+    ready_at = getattr(cluster, "lab_ready_at", None)
+    if ready_at is None or cluster.status != "CREATING":
+        return
+    if cluster.health.get("issues") or time.monotonic() < ready_at:
+        return
+    cluster.status = "ACTIVE"
+    cluster.endpoint = cluster.lab_endpoint
+    cluster.certificate_authority = {"data": cluster.lab_ca_data}
+
+
+def patch_eks_local_clusters() -> None:
+    # moto's CreateCluster drops outpostConfig, has no id/health, is ACTIVE at once and returns a random
+    # string as CA. EKS local clusters keep outpostConfig, have an id, stay CREATING for a while (maybe
+    # forever, with health issues) and, once ACTIVE, return the CA (base64 PEM) and endpoint of a real
+    # control plane: the lab's, started by the provisioner callback.
+    from moto.eks.models import EKSBackend
+    from moto.eks.responses import EKSResponse
+
+    original_describe = EKSBackend.describe_cluster
+
+    def describe_cluster(self: Any, name: str) -> Any:
+        cluster = original_describe(self, name)
+        _refresh_cluster_status(cluster)
+        return cluster
+
+    def create_cluster(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+
+        name = self._get_param("name")
+        outpost_config = self._get_param("outpostConfig")
+        if outpost_config is not None:
+            outpost_config = validate_outpost_config(outpost_config)
+        backend = self.eks_backend
+        cluster = backend.create_cluster(
+            name=name,
+            version=self._get_param("version") or DEFAULT_KUBERNETES_VERSION,
+            role_arn=self._get_param("roleArn"),
+            resources_vpc_config=self._get_param("resourcesVpcConfig"),
+            kubernetes_network_config=self._get_param("kubernetesNetworkConfig"),
+            logging=self._get_param("logging"),
+            client_request_token=self._get_param("clientRequestToken"),
+            tags=self._get_param("tags"),
+            encryption_config=self._get_param("encryptionConfig"),
+            remote_network_config=self._get_param("remoteNetworkConfig"),
+        )
+        try:
+            _make_lab_cluster(cluster, outpost_config, caller_arn(self.get_access_key()))
+        except Exception as exc:
+            backend.clusters.pop(name, None)
+            raise _EksErrors.server(f"lab could not provision the control plane: {exc}") from exc
+        return ActionResult({"cluster": cluster})
+
+    EKSBackend.describe_cluster = describe_cluster
+    EKSResponse.create_cluster = create_cluster
+
+
+def _make_lab_cluster(cluster: Any, outpost_config: dict[str, Any] | None, creator: str) -> None:
+    hooks = _hooks
+    cluster.id = str(uuid.uuid4())
+    cluster.health = {"issues": []}
+    cluster.outpost_config = outpost_config
+    cluster.lab_creator_arn = creator
+    if outpost_config is not None:
+        cluster.platformVersion = LOCAL_PLATFORM_VERSION
+        cluster.access_config = {"authenticationMode": "CONFIG_MAP"}
+    request = ProvisionRequest(
+        name=cluster.name,
+        cluster_id=cluster.id,
+        kubernetes_version=cluster.version,
+        creator_arn=creator,
+        outpost_config=outpost_config,
+        tags=dict(cluster.tags or {}),
+    )
+    if hooks.provisioner is None:
+        raise RuntimeError("no provisioner registered")
+    endpoint, ca_pem = hooks.provisioner(cluster.name, request)
+    delay = float(request.tags.get("lab:activation-delay", hooks.activation_delay))
+    cluster.lab_endpoint = endpoint
+    cluster.lab_ca_data = base64.b64encode(ca_pem).decode("ascii")
+    cluster.lab_ready_at = time.monotonic() + delay
+    # EKS returns neither endpoint nor CA while the cluster is CREATING.
+    cluster.status = "CREATING"
+    cluster.endpoint = None
+    cluster.certificate_authority = {}
+    _refresh_cluster_status(cluster)
+
+
+# --- STS: the EKS token ------------------------------------------------------------------------------
+
+
+class PresignError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _sts_error(code: str, message: str) -> Response:
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+    return Response(body, status=403, content_type="text/xml")
+
+
+def _secret_for(access_key_id: str) -> tuple[str, str | None] | None:
+    """The secret (and session token) moto holds for an access key, or None when moto does not know it."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account in list(sts_backends.keys()):
+        role = sts_backends[account]["aws"].get_assumed_role_from_access_key(access_key_id)
+        if role is not None:
+            return role.secret_access_key, role.session_token
+    for account in list(iam_backends.keys()):
+        iam = iam_backends[account]["aws"]
+        user = iam.get_user_from_access_key_id(access_key_id)
+        if user is not None:
+            for key in iam.list_access_keys(user.name):
+                if key.access_key_id == access_key_id:
+                    return key.secret_access_key, None
+    return None
+
+
+def verify_presigned_sts_get(
+    method: str, host: str, path: str, raw_query: str, headers: dict[str, str], now: dt.datetime | None = None
+) -> str:
+    """Check expiry and SigV4 query signature like STS; returns the Authorization header moto can route."""
+    params = dict(parse_qsl(raw_query, keep_blank_values=True))
+    try:
+        credential = params["X-Amz-Credential"]
+        signed_at = dt.datetime.strptime(params["X-Amz-Date"], SIGV4_TIMESTAMP).replace(tzinfo=dt.UTC)
+        expires = int(params["X-Amz-Expires"])
+        signature = params["X-Amz-Signature"]
+        signed_headers = params["X-Amz-SignedHeaders"]
+        access_key_id, _date, region, service, _ = credential.split("/")
+    except (KeyError, ValueError) as exc:
+        raise PresignError("IncompleteSignature", f"presigned URL is incomplete: {exc}") from exc
+    now = now or dt.datetime.now(dt.UTC)
+    if now > signed_at + dt.timedelta(seconds=expires):
+        raise PresignError("ExpiredToken", "Request has expired")
+    if signed_at > now + MAX_CLOCK_SKEW:
+        raise PresignError("SignatureDoesNotMatch", "Signature not yet current")
+    secret = _secret_for(access_key_id)
+    if secret is not None:
+        unsigned_query = "&".join(p for p in raw_query.split("&") if not p.startswith("X-Amz-Signature="))
+        request = AWSRequest(method=method, url=f"http://{host}{path}?{unsigned_query}")
+        for name in signed_headers.split(";"):
+            request.headers[name] = host if name == "host" else headers.get(name, "")
+        request.context["timestamp"] = params["X-Amz-Date"]
+        signer = SigV4QueryAuth(Credentials(access_key_id, secret[0], secret[1]), service, region, expires)
+        expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+        if expected != signature:
+            raise PresignError(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+    return f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders={signed_headers}, Signature={signature}"
+
+
+def _is_presigned_sts_get(environ: dict[str, Any]) -> bool:
+    query = environ.get("QUERY_STRING", "")
+    return (
+        environ.get("REQUEST_METHOD") == "GET"
+        and "HTTP_AUTHORIZATION" not in environ
+        and "X-Amz-Credential=" in query
+        and "Action=GetCallerIdentity" in query
+    )
+
+
+def patch_sts_presigned_get() -> None:
+    # moto's server picks the service from the Authorization header, so a presigned GET (the EKS token)
+    # lands in S3; and moto checks neither expiry nor signature. STS rejects expired URLs and URLs whose
+    # signature (which covers x-k8s-aws-id, i.e. the cluster) does not match: that is what makes a token
+    # for another cluster fail. Checked here, then routed to moto's STS with an equivalent header.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original_call = DomainDispatcherApplication.__call__
+
+    def dispatch(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if _is_presigned_sts_get(environ):
+            headers = {
+                key[5:].lower().replace("_", "-"): str(value)
+                for key, value in environ.items()
+                if key.startswith("HTTP_")
+            }
+            try:
+                environ["HTTP_AUTHORIZATION"] = verify_presigned_sts_get(
+                    "GET", headers.get("host", ""), environ.get("PATH_INFO") or "/",
+                    environ.get("QUERY_STRING", ""), headers,
+                )
+            except PresignError as exc:
+                return _sts_error(exc.code, str(exc))(environ, start_response)
+        return original_call(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = dispatch  # type: ignore[method-assign]
+
+
+# --- Lambda ----------------------------------------------------------------------------------------
+
+_lambda_lock = threading.RLock()
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of AWS's Lambda context object that the handlers use."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+    timeout_seconds: float
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def load_handler(handler: str) -> Callable[[Any, Any], Any]:
+    module_name, _, function_name = handler.rpartition(".")
+    if not module_name:
+        raise ImportError(f"handler {handler!r} is not module.function")
+    function = getattr(importlib.import_module(module_name), function_name)
+    if not callable(function):
+        raise ImportError(f"handler {handler!r} is not callable")
+    return function  # type: ignore[no-any-return]
+
+
+def run_handler_in_process(fn: Any, event: Any) -> tuple[str, bool, str]:
+    """Run a Lambda function's handler here; an exception becomes a Lambda function error payload."""
+    payload_event = json.loads(event) if isinstance(event, str | bytes) else event
+    env = {
+        "AWS_ENDPOINT_URL": _hooks.region_url,
+        "AWS_REGION": fn.region,
+        "AWS_DEFAULT_REGION": fn.region,
+        "AWS_ACCESS_KEY_ID": "lambda-role-access-key",
+        "AWS_SECRET_ACCESS_KEY": "lambda-role-secret-key",
+        "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+    }
+    env.update({str(k): str(v) for k, v in (fn.environment_vars or {}).items()})
+    context = LambdaContext(
+        function_name=fn.function_name,
+        memory_limit_in_mb=int(fn.memory_size),
+        invoked_function_arn=fn.function_arn,
+        aws_request_id=str(uuid.uuid4()),
+        timeout_seconds=float(fn.timeout),
+        log_group_name=f"/aws/lambda/{fn.function_name}",
+    )
+    with _lambda_lock, _environment(env):
+        try:
+            result = load_handler(fn.handler)(payload_event, context)
+        except Exception as exc:
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            return json.dumps(error), True, f"{type(exc).__name__}: {exc}"
+    return json.dumps(result, default=str), False, ""
+
+
+def patch_lambda_in_process() -> None:
+    # moto runs Lambda functions in Docker (none here). The project's handlers are importable Python in
+    # this process (package `lambdas`), so run them here; errors keep their name for Retry/Catch.
+    from moto.awslambda.models import LambdaFunction
+
+    def _invoke_lambda(self: Any, event: str | None = None) -> tuple[str, bool, str]:
+        return run_handler_in_process(self, event if event is not None else "{}")
+
+    LambdaFunction._invoke_lambda = _invoke_lambda
+
+
+# --- EventBridge -----------------------------------------------------------------------------------
+
+
+def _target_input(target: dict[str, Any], event: dict[str, Any]) -> str:
+    if "Input" in target:
+        return str(target["Input"])
+    if "InputPath" in target:
+        from jsonpath_ng.ext import parse
+
+        matches = parse(target["InputPath"]).find(event)
+        return json.dumps(matches[0].value if matches else None)
+    if "InputTransformer" in target:
+        from moto.events.utils import EventTemplateParser
+
+        transformer = target["InputTransformer"]
+        return json.dumps(
+            EventTemplateParser.parse(
+                input_template=transformer.get("InputTemplate"),
+                input_paths_map=transformer.get("InputPathsMap", {}),
+                event=event,
+            )
+        )
+    return json.dumps(event)
+
+
+def _as_delivered_event(event: dict[str, Any]) -> dict[str, Any]:
+    """moto keeps ``time`` as epoch seconds; targets see EventBridge's ISO-8601 string."""
+    delivered = {k: v for k, v in event.items() if k != "ingestion-time"}
+    when = event.get("time")
+    if isinstance(when, int | float):
+        delivered["time"] = dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return delivered
+
+
+def _start_execution(rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+    from moto.stepfunctions.responses import get_backend
+
+    _, _, _, region, account, _ = target["Arn"].split(":", 5)
+    execution_input = _target_input(target, _as_delivered_event(event))
+    name = f"{rule.name[:40]}-{uuid.uuid4().hex[:24]}"
+    execution = get_backend(account, region).start_execution(
+        target["Arn"], name=name, execution_input=execution_input
+    )
+    with _hooks.lock:
+        _hooks.delivered.append(
+            {
+                "rule": rule.name,
+                "target": target["Arn"],
+                "executionArn": execution.execution_arn,
+                "input": json.loads(execution_input),
+            }
+        )
+
+
+def patch_events_state_machine_targets() -> None:
+    # moto raises NotImplementedError for a rule whose target is a state machine; EventBridge starts an
+    # execution with the event (or the target's Input/InputPath/InputTransformer) as input. Disabled
+    # rules deliver nothing.
+    import copy
+
+    from moto.events.models import Rule
+
+    original_send = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        if getattr(self, "state", "ENABLED") != "ENABLED":
+            return
+        state_machines = [t for t in self.targets if t["Arn"].split(":")[2] == "states"]
+        others = [t for t in self.targets if t not in state_machines]
+        if state_machines and self.event_pattern.matches_event(original_event):
+            for target in state_machines:
+                _start_execution(self, target, original_event)
+        if others:
+            shadow = copy.copy(self)
+            shadow.targets = others
+            original_send(shadow, original_event, transform_input)
+
+    Rule.send_to_targets = send_to_targets
+
+
+def patch_events_recording() -> None:
+    # Not a moto gap: the lab records every event put on a bus, so tests can see what the workflow published.
+    from moto.events.models import EventsBackend
+
+    original_put = EventsBackend.put_events
+
+    def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        entries = original_put(self, events)
+        with _hooks.lock:
+            for event, entry in zip(events, entries, strict=False):
+                if "EventId" not in entry:
+                    continue
+                _hooks.events.append(
+                    {
+                        "id": entry["EventId"],
+                        "bus": event.get("EventBusName") or "default",
+                        "source": event.get("Source"),
+                        "detail-type": event.get("DetailType"),
+                        "detail": json.loads(event["Detail"]),
+                        "resources": event.get("Resources", []),
+                    }
+                )
+        return entries
+
+    EventsBackend.put_events = put_events

@@ -1,0 +1,112 @@
+"""Shared fixtures: one lab per test process, kubectl, and a guard that restores the service link.
+
+No test may reach real AWS: before anything is imported, the AWS SDK is pointed at a closed loopback
+port with dummy credentials. Code that talks to the lab passes the lab's endpoint explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+UNROUTABLE_AWS_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
+
+os.environ["AWS_ENDPOINT_URL"] = UNROUTABLE_AWS_ENDPOINT
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-west-2"
+os.environ["AWS_REGION"] = "us-west-2"
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    os.environ.pop(_name, None)
+os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
+
+# Renewal tests need certificates that expire in under a minute.
+LAB_MIN_EXPIRATION_SECONDS = 30
+LAB_ACTIVATION_DELAY = 0.5
+
+
+class KubectlResult(NamedTuple):
+    rc: int
+    stdout: str
+    stderr: str
+
+
+Kubectl = Callable[..., KubectlResult]
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A started Lab shared by every test of this process; make your own cluster names (``unique_name``)."""
+    from lab.lab import Lab
+
+    the_lab = Lab(
+        tmp_path_factory.mktemp("lab"),
+        activation_delay=LAB_ACTIVATION_DELAY,
+        min_expiration_seconds=LAB_MIN_EXPIRATION_SECONDS,
+    )
+    the_lab.start()
+    try:
+        yield the_lab
+    finally:
+        the_lab.stop()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A cluster name unique in the session: ``<test name prefix>-<random>``."""
+    stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")[:40].rstrip("-")
+    return f"{stem}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def link_restored(lab: object) -> Iterator[object]:
+    """The lab's service link, restored after the test whatever it did."""
+    link = lab.link  # type: ignore[attr-defined]
+    try:
+        yield link
+    finally:
+        link.restore()
+
+
+def run_kubectl(kubeconfig: Path | str, *args: str, timeout: float = 60.0) -> KubectlResult:
+    """Run the venv's kubectl (v1.37) with ``kubeconfig``; never raises on a kubectl failure."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    try:
+        completed = subprocess.run(
+            [str(KUBECTL), f"--kubeconfig={kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return KubectlResult(-1, _text(exc.stdout), _text(exc.stderr) + f"\n(kubectl timed out after {timeout}s)")
+    return KubectlResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Kubectl:
+    """``kubectl(kubeconfig, *args, timeout=60) -> (rc, stdout, stderr)``."""
+    assert KUBECTL.exists(), f"{KUBECTL} missing: run make install"
+    return run_kubectl
