@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifeline_agent.contract import DEFAULT_BREAKGLASS_GROUP, GROUP_PATTERN, CLUSTER_NAME_PATTERN
+from lifeline_agent.contract import CLUSTER_NAME_PATTERN, DEFAULT_BREAKGLASS_GROUP, GROUP_PATTERN
 
 DEFAULT_CONFIG_PATH = Path("/etc/lifeline/agent.toml")
 MACHINE_ID_PATH = Path("/etc/machine-id")
@@ -172,7 +172,7 @@ def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Pat
     if region is not None and not REGION_PATTERN.fullmatch(region):
         raise top.error("region", f"{region!r} is not an AWS Region name (like us-west-2)")
     clusters, all_clusters = _clusters(top)
-    state_dir = _absolute_path(top, "state_dir", Path("/var/lib/lifeline"))
+    state_dir = _absolute_path(top, "state_dir", None) or Path("/var/lib/lifeline")
     lifetime = top.duration("certificate_lifetime", 7 * 86400.0, minimum=MIN_CERTIFICATE_LIFETIME)
     key_type = top.take("key_type", str, "ecdsa-p256")
     if key_type not in KEY_TYPES:

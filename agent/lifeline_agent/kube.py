@@ -9,6 +9,7 @@ cluster's state directory for as long as the session lives: ``urllib3`` loads th
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import tempfile
@@ -42,6 +43,10 @@ class Unauthorized(KubeError):
 
 class Forbidden(KubeError):
     """403: authenticated, but RBAC does not allow it (e.g. the break-glass binding was deleted)."""
+
+
+class NotFound(KubeError):
+    """404: the resource (or the API) is not served."""
 
 
 class CsrRejected(KubeError):
@@ -169,8 +174,10 @@ class KubeSession:
 
         where = f"{method} {urlsplit(self._host).netloc}{path}"
         try:
-            response = self._rest.request(method, self._host + path, headers=dict(self._headers), body=body,
-                                          _request_timeout=(min(3.0, self.timeout), self.timeout))  # fmt: skip
+            response = self._rest.request(  # type: ignore[no-untyped-call]
+                method, self._host + path, headers=dict(self._headers), body=body,
+                _request_timeout=(min(3.0, self.timeout), self.timeout),
+            )
             payload = response.read()
         except ApiException as exc:  # the client reports TLS failures this way
             raise TlsError(f"{where}: TLS failed: {exc.reason}") from None
@@ -272,11 +279,5 @@ class KubeSession:
             pause = min(pause * 2, 2.0)
 
     def delete_csr(self, name: str) -> None:
-        try:
+        with contextlib.suppress(KubeError):  # best effort: CSRs are garbage-collected after about an hour
             self.request("DELETE", f"{CSR_PATH}/{name}")
-        except KubeError:
-            pass  # best effort: the API server garbage-collects CSRs after about an hour
-
-
-class NotFound(KubeError):
-    """404."""

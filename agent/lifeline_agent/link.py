@@ -23,11 +23,14 @@ def probe_region(*, region: str | None, endpoint_url: str | None, timeout: float
 
 
 class LinkMonitor:
-    """Remembers the last probe result; probes again when it is older than ``interval``."""
+    """Remembers the last probe result; probes again when it is older than ``interval``.
+
+    ``report`` gets every result (the Observer logs changes and sets ``lifeline_service_link_up``).
+    """
 
     def __init__(self, probe: Callable[[], bool], interval: float,
-                 on_change: Callable[[bool], None] | None = None) -> None:  # fmt: skip
-        self._probe, self.interval, self._on_change = probe, interval, on_change
+                 report: Callable[[bool], None] | None = None) -> None:  # fmt: skip
+        self._probe, self.interval, self._report = probe, interval, report
         self._lock = threading.Lock()
         self._up: bool | None = None
         self._checked = float("-inf")
@@ -39,12 +42,8 @@ class LinkMonitor:
     def is_up(self, *, fresh: bool = False) -> bool:
         with self._lock:
             if fresh or time.monotonic() - self._checked >= self.interval:
-                up = self._probe()
+                self._up = self._probe()
                 self._checked = time.monotonic()
-                if up != self._up:
-                    state = "connected" if up else "disconnected"
-                    log.log(logging.INFO if up else logging.WARNING, "link %s", state, extra={"link": state})
-                    if self._on_change is not None:
-                        self._on_change(up)
-                self._up = up
+                if self._report is not None:
+                    self._report(self._up)
             return bool(self._up)

@@ -1,0 +1,383 @@
+"""One cluster's reconcile loop: bootstrap, verify, install, renew, fail over; one :meth:`step` at a time.
+
+Each step reads what is on disk (the store), decides the one thing to do, does it, publishes a
+:class:`ClusterHealth` and returns when it wants to run again. A new kubeconfig is installed only
+after it was proven against the API server on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lifeline_agent import kube
+from lifeline_agent.config import AgentConfig
+from lifeline_agent.contract import ClusterSecret, ContractError
+from lifeline_agent.deadline import Wanted, backoff_delay, mismatch, renewal_deadline
+from lifeline_agent.keys import (
+    CSR_USAGES,
+    CertificateError,
+    IssuedCertificate,
+    generate_key,
+    key_pem,
+    load_key,
+    make_csr,
+    parse_certificate,
+    utc,
+)
+from lifeline_agent.kubeconfig import build_kubeconfig, load_kubeconfig
+from lifeline_agent.link import LinkMonitor
+from lifeline_agent.observability import ClusterHealth, ClusterState, Observer
+from lifeline_agent.region import RegionError, fetch_secret
+from lifeline_agent.resolver import endpoint_host_port, ip_of_server, resolve, server_url
+from lifeline_agent.store import CachedCluster, ClusterStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class NeedsLink(Exception):
+    """This step needs the Region (bootstrap, expired certificate) and the link is down."""
+
+
+class Revoked(Exception):
+    """The API server authenticates the certificate but forbids it: the break-glass binding is gone."""
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The kubeconfig on disk, taken apart."""
+
+    config: dict[str, Any]
+    target: kube.Target
+    credential: kube.Credential
+    certificate: IssuedCertificate
+
+
+class ClusterAgent:
+    def __init__(self, config: AgentConfig, cluster: str, link: LinkMonitor, observer: Observer | None = None,
+                 *, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:  # fmt: skip
+        self.config, self.cluster, self.link, self.observer = config, cluster, link, observer
+        self.settings = config.cluster(cluster)
+        self.store = ClusterStore(config.cluster_dir(cluster), operators_group=config.operators_group)
+        self.clock, self.rng = clock, rng or random.Random()
+        self.state = ClusterState.PENDING
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_verified: float | None = None
+        self.last_renewal: float | None = None
+        self.not_after: float | None = None
+        self.next_renewal: float | None = None
+        self._deadline_for: tuple[float, float] | None = None
+        self._secret_checked = float("-inf")
+
+    # --- the step -----------------------------------------------------------------------------------
+
+    def step(self) -> float:
+        """Do what is due now; returns the seconds until the next step is due."""
+        now = self.clock()
+        try:
+            cache = self._cache(now)
+            delay = self._reconcile(cache, now)
+            self.failures, self.last_error = 0, None
+            self.state = ClusterState.READY
+        except NeedsLink as exc:
+            self._record_failure(ClusterState.NEEDS_LINK, str(exc), logging.ERROR)
+            delay = self.config.probe_interval
+        except Revoked as exc:
+            self._record_failure(ClusterState.REVOKED, str(exc), logging.ERROR)
+            delay = self.config.timing.backoff_cap
+        except (kube.KubeError, RegionError, ContractError, CertificateError, StoreError, OSError) as exc:
+            still_serving = self.not_after is not None and self.not_after > now and self.last_verified is not None
+            state = ClusterState.RENEWING if still_serving else ClusterState.FAILED
+            self._record_failure(state, f"{type(exc).__name__}: {exc}", logging.WARNING)
+            delay = backoff_delay(self.failures, self.config.timing.backoff_base, self.config.timing.backoff_cap,
+                                  self.rng)  # fmt: skip
+        self.publish()
+        return max(0.0, delay)
+
+    def _record_failure(self, state: ClusterState, message: str, level: int) -> None:
+        self.failures += 1
+        self.state, self.last_error = state, message
+        log.log(level, "%s: %s", state.value, message,
+                extra={"cluster": self.cluster, "state": state.value, "failures": self.failures})  # fmt: skip
+
+    def health(self) -> ClusterHealth:
+        return ClusterHealth(
+            cluster=self.cluster, state=self.state, kubeconfig_path=str(self.store.kubeconfig_path),
+            certificate_not_after=self.not_after, next_renewal=self.next_renewal,
+            last_verified=self.last_verified, last_renewal=self.last_renewal, last_error=self.last_error,
+        )  # fmt: skip
+
+    def publish(self) -> None:
+        health = self.health()
+        if self.observer is not None:
+            self.observer.publish(health)
+        document = {k: v for k, v in vars(health).items()}
+        document["state"] = health.state.value
+        document["link"] = {True: "connected", False: "disconnected", None: "unknown"}[self.link.last]
+        try:
+            self.store.save_status(document)
+        except OSError as exc:
+            log.warning("cannot write status: %s", exc, extra={"cluster": self.cluster})
+
+    def _reconcile(self, cache: CachedCluster, now: float) -> float:
+        installed = self._installed()
+        wanted = Wanted(self.config.user_name, self.config.breakglass_group, self.config.key_type, cache.secret.ca_pem)
+        if installed is None:
+            self._issue(cache, None, "no kubeconfig yet")
+        elif installed.certificate.expired(now):
+            self._issue(cache, None, f"certificate expired at {utc(installed.certificate.not_after)}")
+        elif reason := mismatch(installed.certificate, wanted):
+            ca_changed = not installed.certificate.signed_by(cache.secret.ca_pem)
+            self._issue(cache, None if ca_changed else installed, reason)
+        elif now >= self._deadline(installed.certificate):
+            self._issue(cache, installed, f"renewal deadline {utc(self._deadline(installed.certificate))} reached")
+        elif self._endpoint_moved(installed, cache):
+            self._rewrite(installed, cache, "the cluster endpoint changed")
+        elif self.last_verified is None or now - self.last_verified >= self.config.timing.verify_interval:
+            self._verify_installed(installed, cache)
+        current = self._installed()
+        assert current is not None
+        self.not_after = current.certificate.not_after
+        self.next_renewal = self._deadline(current.certificate)
+        now = self.clock()
+        delays = [self.next_renewal - now, (self.last_verified or now) + self.config.timing.verify_interval - now]
+        if self.link.last:
+            delays.append(self._secret_checked + self.config.timing.secret_refresh_interval - time.monotonic())
+        return min(delays)
+
+    # --- the Region's view, cached --------------------------------------------------------------------
+
+    def _cache(self, now: float) -> CachedCluster:
+        """The cached secret and IPs, refreshed from the Region when due and the link is up."""
+        cached = self.store.load_cache()
+        due = cached is None or time.monotonic() - self._secret_checked >= self.config.timing.secret_refresh_interval
+        if not due:
+            assert cached is not None
+            return cached
+        if not self.link.is_up():
+            if cached is None:
+                raise NeedsLink("no cached cluster secret yet and the service link is down")
+            return cached
+        secret = fetch_secret(self.cluster, region=self.config.region, endpoint_url=self.config.aws_endpoint_url,
+                              timeout=self.config.timing.api_timeout)  # fmt: skip
+        self._secret_checked = time.monotonic()
+        ips = self._addresses(secret, cached)
+        fresh = CachedCluster(secret=secret, ips=ips, fetched_at=now)
+        if cached is None or cached.secret != secret or cached.ips != ips:
+            if cached is not None and cached.secret.ca_sha256 != secret.ca_sha256:
+                log.warning("cluster CA changed in the secret", extra={"cluster": self.cluster})
+            if cached is not None and cached.secret.endpoint != secret.endpoint:
+                log.warning("cluster endpoint changed: %s", secret.endpoint, extra={"cluster": self.cluster})
+            self.store.save_cache(fresh)
+        return fresh
+
+    def _addresses(self, secret: ClusterSecret, cached: CachedCluster | None) -> tuple[str, ...]:
+        host, port = endpoint_host_port(secret.endpoint)
+        resolved = resolve(host, port)
+        if not resolved and cached is not None and cached.secret.endpoint == secret.endpoint:
+            resolved = list(cached.ips)
+        pinned = list(self.settings.endpoint_ips)
+        return tuple(dict.fromkeys(pinned + resolved))
+
+    # --- reading what is installed --------------------------------------------------------------------
+
+    def _installed(self) -> Installed | None:
+        config = self.store.current()
+        if config is None:
+            return None
+        try:
+            target, credential = kube.from_kubeconfig(config)
+            if credential.cert_pem is None:
+                raise CertificateError("the installed kubeconfig has no client certificate")
+            certificate = parse_certificate(credential.cert_pem)
+        except (ValueError, KeyError, OSError) as exc:
+            log.warning("installed kubeconfig unusable, issuing a new one: %s", exc, extra={"cluster": self.cluster})
+            return None
+        return Installed(config=config, target=target, credential=credential, certificate=certificate)
+
+    def _deadline(self, certificate: IssuedCertificate) -> float:
+        key = (certificate.not_before, certificate.not_after)
+        if self._deadline_for != key:
+            self._deadline_for = key
+            self._deadline_value = renewal_deadline(certificate.not_before, certificate.not_after, self.rng)
+        return self._deadline_value
+
+    def _endpoint_moved(self, installed: Installed, cache: CachedCluster) -> bool:
+        host, port = endpoint_host_port(cache.secret.endpoint)
+        server_host, server_port = endpoint_host_port(installed.target.server)
+        name = installed.target.tls_server_name or server_host
+        return name != host or server_port != port or installed.target.ca_pem != cache.secret.ca_pem
+
+    # --- servers to try, in order ---------------------------------------------------------------------
+
+    def _targets(self, cache: CachedCluster, prefer: str | None = None) -> list[kube.Target]:
+        host, port = endpoint_host_port(cache.secret.endpoint)
+        ips = list(cache.ips)
+        if prefer in ips:
+            ips.remove(prefer)
+            ips.insert(0, prefer)
+        targets = [kube.Target(server_url(ip, port), cache.secret.ca_pem, host) for ip in ips]
+        return targets or [kube.Target(cache.secret.endpoint, cache.secret.ca_pem, None)]
+
+    def _session(self, target: kube.Target, credential: kube.Credential) -> kube.KubeSession:
+        return kube.KubeSession(target, credential, workdir=self.store.directory,
+                                timeout=self.config.timing.api_timeout)  # fmt: skip
+
+    def _first_reachable(self, targets: list[kube.Target], attempt: Callable[[kube.Target], Any]) -> Any:
+        """``attempt`` on each target in turn until one answers; the last :class:`kube.Unreachable` otherwise."""
+        error: kube.Unreachable | None = None
+        for target in targets:
+            try:
+                return attempt(target)
+            except kube.Unreachable as exc:
+                log.warning("control plane address unreachable: %s", exc, extra={"cluster": self.cluster})
+                error = exc
+        assert error is not None
+        raise error
+
+    # --- issuing ----------------------------------------------------------------------------------------
+
+    def _issue(self, cache: CachedCluster, installed: Installed | None, reason: str) -> None:
+        """A new key and certificate: with the current certificate when given (no Region needed), else bootstrap."""
+        log.info("issuing a new certificate: %s", reason, extra={"cluster": self.cluster})
+        self.state = ClusterState.RENEWING
+        self.publish()
+        try:
+            if installed is not None:
+                try:
+                    self._issue_with(cache, installed.credential, ip_of_server(installed.target.server))
+                    return
+                except kube.Unauthorized as exc:
+                    log.warning("the current certificate is not accepted (%s); bootstrapping", exc,
+                                extra={"cluster": self.cluster})  # fmt: skip
+            if not self.link.is_up(fresh=True):
+                raise NeedsLink(f"{reason}; a new certificate needs the service link to the Region, which is down")
+            self._issue_with(cache, self._bootstrap_credential(cache.secret), None)
+        except NeedsLink:
+            raise
+        except Exception:
+            self._count_renewal("failure")
+            raise
+
+    def _count_renewal(self, result: str) -> None:
+        if self.observer is not None:
+            self.observer.renewal(self.cluster, result)
+
+    def _bootstrap_credential(self, secret: ClusterSecret) -> kube.Credential:
+        if self.settings.bootstrap_kubeconfig is not None:
+            path = self.settings.bootstrap_kubeconfig
+            try:
+                _, credential = kube.from_kubeconfig(load_kubeconfig(path.read_bytes()), path.parent)
+            except (OSError, ValueError, KeyError) as exc:
+                raise CertificateError(f"bootstrap kubeconfig {path}: {exc}") from None
+            return credential
+        from lifeline_agent.eks_token import get_token
+
+        token = get_token(secret.token_cluster_id, region=self.config.region, endpoint_url=self.config.aws_endpoint_url)
+        return kube.Credential(token=token.token)
+
+    def _issue_with(self, cache: CachedCluster, credential: kube.Credential, prefer_ip: str | None) -> None:
+        key = generate_key(self.config.key_type)
+        csr = make_csr(key, self.config.user_name, self.config.breakglass_group)
+
+        def request_certificate(target: kube.Target) -> tuple[kube.Target, bytes]:
+            with self._session(target, credential) as session:
+                return target, self._csr_round_trip(session, csr)
+
+        target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), request_certificate)
+        certificate = parse_certificate(cert_pem)
+        wanted = Wanted(self.config.user_name, self.config.breakglass_group, self.config.key_type, cache.secret.ca_pem)
+        if not certificate.matches_key(key):
+            raise CertificateError("the issued certificate is not for the key this agent made")
+        if problem := mismatch(certificate, wanted):
+            raise CertificateError(f"the issued certificate is not what was asked for: {problem}")
+        new_key = key_pem(key)
+        config = self._kubeconfig(target, cert_pem, new_key)
+        self._verify(config)
+        self.store.install(config, new_key)
+        self.last_renewal = self.clock()
+        self._count_renewal("success")
+        log.info("installed a new kubeconfig", extra={
+            "cluster": self.cluster, "server": target.server, "not_after": utc(certificate.not_after),
+            "path": str(self.store.kubeconfig_path)})  # fmt: skip
+
+    def _csr_round_trip(self, session: kube.KubeSession, csr: bytes) -> bytes:
+        name = f"lifeline-{self.config.host_id[:20]}-{self.cluster[:30]}-{secrets.token_hex(4)}".lower()
+        session.create_csr(name, csr, CSR_USAGES, self.config.certificate_lifetime)
+        try:
+            session.approve_csr(name, f"lifeline agent on host {self.config.host_id}")
+            return session.wait_for_certificate(name, self.config.timing.csr_timeout)
+        finally:
+            session.delete_csr(name)
+
+    def _kubeconfig(self, target: kube.Target, cert_pem: bytes, key: bytes) -> dict[str, Any]:
+        return build_kubeconfig(cluster_name=self.cluster, server=target.server, ca_pem=target.ca_pem,
+                                user_name=self.config.user_name, client_cert_pem=cert_pem, client_key_pem=key,
+                                tls_server_name=target.tls_server_name)  # fmt: skip
+
+    # --- verifying ---------------------------------------------------------------------------------------
+
+    def _verify(self, config: dict[str, Any]) -> None:
+        """Prove ``config`` on its own: the server sees our user and group, and lets us read a service."""
+        verify_kubeconfig(config, self.config.user_name, self.config.breakglass_group, workdir=self.store.directory,
+                          timeout=self.config.timing.api_timeout)  # fmt: skip
+        self.last_verified = self.clock()
+
+    def _verify_installed(self, installed: Installed, cache: CachedCluster) -> None:
+        try:
+            self._verify(installed.config)
+        except kube.Unreachable:
+            current_ip = ip_of_server(installed.target.server)
+            others = [t for t in self._targets(cache) if ip_of_server(t.server) != current_ip]
+            if not others:
+                raise
+            self._rewrite(installed, cache, f"control plane address {current_ip} stopped answering", others)
+
+    def _rewrite(self, installed: Installed, cache: CachedCluster, reason: str,
+                 targets: list[kube.Target] | None = None) -> None:  # fmt: skip
+        """Same certificate and key, another server (failover or a new endpoint); verified before install."""
+        assert installed.credential.cert_pem is not None and installed.credential.key_pem is not None
+        cert_pem, key = installed.credential.cert_pem, installed.credential.key_pem
+        load_key(key)
+
+        def try_target(target: kube.Target) -> dict[str, Any]:
+            config = self._kubeconfig(target, cert_pem, key)
+            self._verify(config)
+            return config
+
+        config = self._first_reachable(targets or self._targets(cache), try_target)
+        self.store.install(config, key)
+        log.warning("kubeconfig rewritten: %s", reason, extra={"cluster": self.cluster,
+                    "server": config["clusters"][0]["cluster"]["server"]})  # fmt: skip
+
+
+def verify_kubeconfig(config: dict[str, Any], user: str, group: str, *, workdir: Any, timeout: float) -> kube.Identity:
+    """Use ``config`` alone to ask who we are and read the ``kubernetes`` service.
+
+    :class:`Revoked` when the server forbids it (403); :class:`kube.KubeError` on other failures;
+    :class:`CertificateError` when the server sees another identity.
+    """
+    target, credential = kube.from_kubeconfig(config)
+    with kube.KubeSession(target, credential, workdir=workdir, timeout=timeout) as session:
+        try:
+            identity = session.who_am_i()
+            if identity is None:  # no SelfSubjectReview: the certificate says who we are, RBAC says what
+                if credential.cert_pem is None:
+                    raise CertificateError("cannot check the identity: no SelfSubjectReview and no certificate")
+                certificate = parse_certificate(credential.cert_pem)
+                identity = kube.Identity(certificate.common_name, certificate.organizations)
+                if not session.can("get", "services", "default", "kubernetes"):
+                    raise kube.Forbidden("SelfSubjectAccessReview: get services/kubernetes is not allowed")
+            if identity.user != user or group not in identity.groups:
+                raise CertificateError(f"the API server sees user {identity.user!r} in groups "
+                                       f"{list(identity.groups)}, not {user!r} in {group!r}")  # fmt: skip
+            session.read_kubernetes_service()
+        except kube.Forbidden as exc:
+            raise Revoked(f"{exc} (was the {group!r} ClusterRoleBinding lifeline-breakglass deleted?)") from None
+    return identity
