@@ -133,3 +133,18 @@ def test_agent_stack_runs_with_memory_deny_write_execute() -> None:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3): cannot emulate MemoryDenyWriteExecute=yes")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_example_configuration_loads(tmp_path: Path) -> None:
+    from lifeline_agent.config import load_config
+
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    config = load_config(REPO / "agent" / "examples" / "agent.toml", machine_id_path=machine_id)
+    assert [cluster.name for cluster in config.clusters] == ["edge-1"]
+    assert (config.key_type, config.certificate_lifetime, config.metrics_address) == (
+        "ecdsa-p256",
+        7 * 86400,
+        "127.0.0.1:9877",
+    )
+    assert config.host_id == "0123456789abcdef0123456789abcdef"
