@@ -1,24 +1,213 @@
-"""Command line of the agent (placeholder until the agent issue lands)."""
+"""``lifeline-agent``: the command line of the agent."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import time
+from typing import Any
 
-from lifeline_agent import eks_token
+from lifeline_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NEEDS_LINK, EXIT_REVOKED = 0, 1, 2, 3, 4
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  every cluster has a verified, current kubeconfig
+  {EXIT_FAILED}  a cluster failed (the message says why; the last good kubeconfig is kept)
+  {EXIT_USAGE}  bad command line or configuration (the message names the file and key)
+  {EXIT_NEEDS_LINK}  a cluster needs the service link (no certificate yet, or it expired) and the link is down
+  {EXIT_REVOKED}  the API server forbids the certificate: the lifeline-breakglass binding was deleted
+With several clusters the first of {EXIT_FAILED}, {EXIT_REVOKED}, {EXIT_NEEDS_LINK} that applies is returned."""
+
+DESCRIPTION = """Keeps an offline (X.509 client certificate) kubeconfig current for EKS local clusters on
+AWS Outposts, so that kubectl keeps working while the service link to the Region is down.
+Kubeconfigs are written to <state_dir>/<cluster>/kubeconfig (default state_dir /var/lib/lifeline)."""
+
+
+def _state_exit_code(states: list[str]) -> int:
+    for state, code in (("failed", EXIT_FAILED), ("pending", EXIT_FAILED), ("revoked", EXIT_REVOKED),
+                        ("needs-link", EXIT_NEEDS_LINK)):  # fmt: skip
+        if state in states:
+            return code
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), metavar="PATH",
+                        help=f"agent configuration (TOML; default {DEFAULT_CONFIG_PATH})")  # fmt: skip
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="lifeline-agent", description=DESCRIPTION, epilog=EXIT_CODES,
+                                     formatter_class=formatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[common], formatter_class=formatter, help="run as a service (systemd)",
+                   description="Run as a service: one loop per cluster renews before the deadline, verifies "
+                   "the kubeconfig, fails over between control-plane IPs; sd_notify READY/STATUS/WATCHDOG; "
+                   "/healthz and /metrics on metrics_address. Stops cleanly on SIGTERM. Logs JSON to stdout.",
+                   epilog="exit codes: 0 after a clean stop, 2 on a configuration error")  # fmt: skip
+    sub.add_parser("once", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
+                   help="one pass over every cluster, then exit (the exit code says the outcome)",
+                   description="One pass over every cluster: bootstrap, renew if due, verify. JSON logs go "
+                   "to stderr, a summary table to stdout.")  # fmt: skip
+    status = sub.add_parser("status", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
+                            help="show each cluster's state as the agent last recorded it",
+                            description="Columns: cluster, state, certificate expiry, next renewal, last "
+                            "verified, link, kubeconfig path. Reads the state directory; changes nothing.")  # fmt: skip
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    verify = sub.add_parser("verify", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
+                            help="prove the offline kubeconfig works right now, using it alone",
+                            description="Uses only the installed kubeconfig (no AWS call) to ask the API "
+                            "server who it is and read the kubernetes service. Changes nothing.")  # fmt: skip
+    verify.add_argument("cluster", nargs="?", help="one cluster (default: all configured)")
+    token = sub.add_parser("get-token", help="print an ExecCredential with an EKS IAM token (like aws eks get-token)",
+                           description="Prints an ExecCredential (client.authentication.k8s.io/v1beta1) with an "
+                           "EKS IAM token made in-process from the standard AWS credential chain; for IAM "
+                           "kubeconfigs' exec plugin. Honours AWS_ENDPOINT_URL.")  # fmt: skip
+    token.add_argument("--cluster", required=True, help="cluster name, or its id for older local clusters")
+    token.add_argument("--region", default=None, help="AWS Region (default: the AWS SDK's)")
+    token.add_argument("--endpoint-url", default=None, help="STS endpoint (a VPC endpoint; default: the SDK's)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lifeline-agent")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tok = sub.add_parser("get-token", help="print an ExecCredential with an EKS IAM token")
-    tok.add_argument("--cluster", required=True, help="cluster name, or its id for older local clusters")
-    tok.add_argument("--region", default=None)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "get-token":
-        print(eks_token.get_token(args.cluster, region=args.region).exec_credential_json())
-        return 0
-    return 2
+        from lifeline_agent.eks_token import get_token
+
+        print(get_token(args.cluster, region=args.region, endpoint_url=args.endpoint_url).exec_credential_json())
+        return EXIT_OK
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"lifeline-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    command = {"run": _run, "once": _once, "status": _status, "verify": _verify}[args.command]
+    return command(config, args)
+
+
+def _run(config: AgentConfig, _args: argparse.Namespace) -> int:
+    from lifeline_agent.daemon import Daemon
+    from lifeline_agent.observability import MetricsAddressError, Observer, SystemdNotifier, configure_logging
+
+    configure_logging(config.log_level)
+    observer = Observer()
+    try:
+        endpoint = observer.serve(config.metrics_address)
+    except (MetricsAddressError, OSError) as exc:
+        logging.getLogger(__name__).error("cannot serve metrics on %s: %s", config.metrics_address, exc)
+        return EXIT_USAGE
+    daemon = Daemon(config, observer, SystemdNotifier())
+    daemon.install_signal_handlers()
+    try:
+        return daemon.run()
+    finally:
+        endpoint.close()
+
+
+def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
+    from lifeline_agent.daemon import cluster_names, make_link_monitor
+    from lifeline_agent.observability import configure_logging
+    from lifeline_agent.reconcile import ClusterAgent
+
+    configure_logging(config.log_level, stream=sys.stderr)
+    link = make_link_monitor(config, None)
+    names = cluster_names(config, link)
+    if not names:
+        print("lifeline-agent: no cluster found", file=sys.stderr)
+        return EXIT_FAILED
+    rows = []
+    for name in names:
+        agent = ClusterAgent(config, name, link)
+        agent.step()
+        rows.append(_row(agent.health().__dict__ | {"state": agent.state.value, "link": _link_text(link.last)}))
+    _print_table(rows)
+    return _state_exit_code([row["state"] for row in rows])
+
+
+def _link_text(up: bool | None) -> str:
+    return {True: "connected", False: "disconnected", None: "unknown"}[up]
+
+
+def _statuses(config: AgentConfig) -> list[dict[str, Any]]:
+    from lifeline_agent.store import ClusterStore, known_clusters
+
+    names = [c.name for c in config.clusters] + known_clusters(config.state_dir)
+    documents = []
+    for name in sorted(dict.fromkeys(names)):
+        store = ClusterStore(config.cluster_dir(name))
+        document = store.load_status() or {"cluster": name, "state": "pending", "link": "unknown"}
+        document.setdefault("kubeconfig_path", str(store.kubeconfig_path))
+        documents.append(document)
+    return documents
+
+
+def _when(timestamp: Any) -> str:
+    if not isinstance(timestamp, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _row(document: dict[str, Any]) -> dict[str, str]:
+    return {
+        "cluster": str(document.get("cluster")),
+        "state": str(document.get("state")),
+        "expires": _when(document.get("certificate_not_after")),
+        "next renewal": _when(document.get("next_renewal")),
+        "last verified": _when(document.get("last_verified")),
+        "link": str(document.get("link", "unknown")),
+        "kubeconfig": str(document.get("kubeconfig_path")),
+        "error": str(document.get("last_error") or ""),
+    }
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    columns = [c for c in ("cluster", "state", "expires", "next renewal", "last verified", "link", "kubeconfig",
+                           "error") if c != "error" or any(row[c] for row in rows)]  # fmt: skip
+    widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+def _status(config: AgentConfig, args: argparse.Namespace) -> int:
+    documents = _statuses(config)
+    if args.json:
+        print(json.dumps(documents, indent=2, sort_keys=True))
+    elif documents:
+        _print_table([_row(d) for d in documents])
+    else:
+        print("no cluster configured or known yet")
+    return _state_exit_code([str(d.get("state")) for d in documents]) if documents else EXIT_FAILED
+
+
+def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
+    from lifeline_agent.keys import CertificateError
+    from lifeline_agent.kube import KubeError
+    from lifeline_agent.reconcile import Revoked, verify_kubeconfig
+    from lifeline_agent.store import ClusterStore, StoreError, known_clusters
+
+    names = [args.cluster] if args.cluster else sorted({c.name for c in config.clusters} |
+                                                       set(known_clusters(config.state_dir)))  # fmt: skip
+    codes = []
+    for name in names:
+        store = ClusterStore(config.cluster_dir(name))
+        try:
+            kubeconfig = store.current()
+            if kubeconfig is None:
+                raise StoreError(f"no kubeconfig at {store.kubeconfig_path}")
+            identity = verify_kubeconfig(kubeconfig, config.user_name, config.breakglass_group,
+                                         workdir=store.directory, timeout=config.timing.api_timeout)  # fmt: skip
+        except Revoked as exc:
+            print(f"{name}: REVOKED: {exc}")
+            codes.append("revoked")
+        except (KubeError, CertificateError, StoreError, ValueError, OSError) as exc:
+            print(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+            codes.append("failed")
+        else:
+            print(f"{name}: OK: {store.kubeconfig_path} works as {identity.user} in {', '.join(identity.groups)}")
+            codes.append("ready")
+    return _state_exit_code(codes) if names else EXIT_FAILED
 
 
 if __name__ == "__main__":

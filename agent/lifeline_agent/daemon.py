@@ -1,0 +1,141 @@
+"""The service: one reconcile thread per cluster, a link probe, sd_notify, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from lifeline_agent.config import AgentConfig
+from lifeline_agent.link import LinkMonitor, probe_region
+from lifeline_agent.observability import ClusterState, Observer, SystemdNotifier
+from lifeline_agent.reconcile import ClusterAgent
+from lifeline_agent.region import RegionError, list_cluster_names
+from lifeline_agent.store import known_clusters
+
+log = logging.getLogger(__name__)
+
+
+def make_link_monitor(config: AgentConfig, observer: Observer | None) -> LinkMonitor:
+    def probe() -> bool:
+        return probe_region(region=config.region, endpoint_url=config.aws_endpoint_url, timeout=config.probe_timeout)
+
+    return LinkMonitor(probe, config.probe_interval, observer.link if observer is not None else None)
+
+
+def cluster_names(config: AgentConfig, link: LinkMonitor) -> list[str]:
+    """The configured clusters; for ``clusters = "all"`` the Region's list while connected, else the cached ones."""
+    names = [settings.name for settings in config.clusters]
+    if config.all_clusters:
+        found: list[str] = []
+        if link.is_up():
+            try:
+                found = list_cluster_names(region=config.region, endpoint_url=config.aws_endpoint_url,
+                                           timeout=config.timing.api_timeout)  # fmt: skip
+            except RegionError as exc:
+                log.warning("cannot list the cluster secrets: %s", exc)
+        names += [n for n in found + known_clusters(config.state_dir) if n not in names]
+    return sorted(dict.fromkeys(names))
+
+
+class Daemon:
+    """``lifeline-agent run``: keeps every cluster's kubeconfig current until :meth:`stop`."""
+
+    def __init__(self, config: AgentConfig, observer: Observer, notifier: SystemdNotifier) -> None:
+        self.config, self.observer, self.notifier = config, observer, notifier
+        self.link = make_link_monitor(config, observer)
+        self.agents: dict[str, ClusterAgent] = {}
+        self._wake: dict[str, threading.Event] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._ready = False
+
+    def stop(self, *_: object) -> None:
+        self._stopping.set()
+        for event in self._wake.values():
+            event.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping on %s", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _start_cluster(self, name: str) -> None:
+        agent = ClusterAgent(self.config, name, self.link, self.observer)
+        wake = threading.Event()
+        self.agents[name], self._wake[name] = agent, wake
+        agent.publish()
+        thread = threading.Thread(target=self._cluster_loop, args=(agent, wake), name=f"cluster-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _cluster_loop(self, agent: ClusterAgent, wake: threading.Event) -> None:
+        while not self._stopping.is_set():
+            try:
+                delay = agent.step()
+            except Exception:  # a bug must not end this cluster's loop: log it, back off, go on
+                log.exception("unexpected error in the reconcile loop", extra={"cluster": agent.cluster})
+                delay = self.config.timing.backoff_cap
+            wake.wait(delay)
+            wake.clear()
+
+    def run(self, *, sleep: Callable[[float], bool] | None = None) -> int:
+        """Run until stopped; returns the exit code (0 after a clean stop)."""
+        wait = sleep or self._stopping.wait
+        self.notifier.status("starting: probing the service link")
+        self.link.is_up(fresh=True)
+        names = cluster_names(self.config, self.link)
+        if not names:
+            log.warning("no cluster to manage yet (clusters = \"all\" and no lifeline/ secret found)")
+        for name in names:
+            self._start_cluster(name)
+        watchdog = self.notifier.watchdog_interval()
+        tick = min(self.config.probe_interval, watchdog or self.config.probe_interval, 5.0)
+        last_probe = time.monotonic()
+        was_up = self.link.last
+        while not self._stopping.is_set():
+            self._report()
+            if watchdog is not None:
+                self.notifier.watchdog()
+            if wait(tick):
+                break
+            if time.monotonic() - last_probe >= self.config.probe_interval:
+                last_probe = time.monotonic()
+                up = self.link.is_up(fresh=True)
+                if up and not was_up:
+                    self._on_link_restored()
+                was_up = up
+        self.notifier.stopping()
+        self.notifier.status("stopping")
+        for thread in self._threads:
+            thread.join(timeout=self.config.timing.api_timeout + 5)
+        log.info("stopped")
+        return 0
+
+    def _on_link_restored(self) -> None:
+        if self.config.all_clusters:
+            for name in cluster_names(self.config, self.link):
+                if name not in self.agents:
+                    self._start_cluster(name)
+        for name, agent in self.agents.items():
+            if agent.state in (ClusterState.NEEDS_LINK, ClusterState.FAILED, ClusterState.PENDING):
+                self._wake[name].set()
+
+    def _report(self) -> None:
+        snapshot = self.observer.snapshot()
+        counts: dict[str, int] = {}
+        for health in snapshot:
+            counts[health.state.value] = counts.get(health.state.value, 0) + 1
+        link = {True: "connected", False: "disconnected", None: "unknown"}[self.link.last]
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no clusters"
+        if not self._ready:  # READY once the loops run: systemd must not wait for a first bootstrap
+            self._ready = True
+            self.notifier.ready(f"{summary}; link {link}")
+        else:
+            self.notifier.status(f"{summary}; link {link}")
