@@ -459,12 +459,12 @@ def _target_input(target: dict[str, Any], event: dict[str, Any]) -> str:
                 event=event,
             )
         )
-    return json.dumps(event)
+    return json.dumps({k: v for k, v in event.items() if k != "ingestion-time"})
 
 
 def _as_delivered_event(event: dict[str, Any]) -> dict[str, Any]:
     """moto keeps ``time`` as epoch seconds; targets see EventBridge's ISO-8601 string."""
-    delivered = {k: v for k, v in event.items() if k != "ingestion-time"}
+    delivered = dict(event)
     when = event.get("time")
     if isinstance(when, int | float):
         delivered["time"] = dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
