@@ -363,6 +363,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "kubernetes")
+
+
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Send every log record to stdout (or ``stream``) as a JSON line for journald, key material redacted."""
     handler = logging.StreamHandler(sys.stdout if stream is None else stream)
@@ -373,6 +376,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    chatty_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    for chatty in QUIET_LIBRARIES:  # e.g. botocore's "Found credentials" on every link probe
+        logging.getLogger(chatty).setLevel(chatty_level)
     logging.captureWarnings(True)
 
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lifeline_agent.kubeconfig import build_kubeconfig, dump_kubeconfig
 from lifeline_agent.observability import (
+    QUIET_LIBRARIES,
     REDACTED,
     ClusterHealth,
     ClusterState,
@@ -196,9 +197,12 @@ def test_default_metrics_address_parses() -> None:
 def json_logs() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
+    saved_library_levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
     stream = io.StringIO()
-    configure_logging("DEBUG", stream=stream)
+    configure_logging("INFO", stream=stream)
     yield stream
+    for name, level in saved_library_levels.items():
+        logging.getLogger(name).setLevel(level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in saved_handlers:
@@ -272,3 +276,12 @@ def test_redact_keeps_certificates_and_removes_tokens_and_unterminated_keys() ->
     assert redact("-----BEGIN RSA PRIVATE KEY-----\nMIIEtruncat") == REDACTED
     assert redact("token k8s-aws-v1.aHR0cHM6Ly9zdHM_x-y end") == f"token k8s-aws-v1.{REDACTED} end"
     assert redact("no secrets here") == "no secrets here"
+
+
+def test_library_chatter_is_quiet_unless_debugging(json_logs: io.StringIO) -> None:
+    logging.getLogger("botocore.credentials").info("Found credentials in environment variables.")
+    logging.getLogger("lifeline_agent.link").info("probe")
+    assert [line["logger"] for line in log_lines(json_logs)] == ["lifeline_agent.link"]
+    configure_logging("DEBUG", stream=json_logs)
+    logging.getLogger("botocore.credentials").debug("now visible")
+    assert log_lines(json_logs)[-1]["message"] == "now visible"

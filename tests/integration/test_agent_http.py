@@ -1,0 +1,258 @@
+"""`lifeline-agent run` against the lab, watched the way systemd and Prometheus watch it: sd_notify
+datagrams on a real NOTIFY_SOCKET, `/metrics` and `/healthz` scraped over HTTP, SIGTERM to stop.
+
+The daemon runs under the kernel's PR_SET_MDWE (what the unit's MemoryDenyWriteExecute=yes enforces)
+where the kernel has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Kubectl
+
+AGENT = Path(sys.executable).with_name("lifeline-agent")
+WATCHDOG_USEC = 2_000_000
+METRIC_NAMES = (
+    "lifeline_certificate_expiry_timestamp_seconds",
+    "lifeline_renewals",
+    "lifeline_kubeconfig_verified_timestamp_seconds",
+    "lifeline_service_link_up",
+    "lifeline_cluster_state",
+)
+# Sets PR_SET_MDWE (MemoryDenyWriteExecute=yes) when the kernel has it, then becomes the agent.
+MDWE_EXEC = textwrap.dedent(
+    """
+    import ctypes, os, sys
+    ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0)
+    os.execv(sys.argv[1], sys.argv[1:])
+    """
+)
+
+
+class NotifyListener:
+    """A NOTIFY_SOCKET: collects every datagram the daemon sends, as systemd would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append(self._sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def lines(self) -> list[str]:
+        return [line for message in list(self.messages) for line in message.splitlines()]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path, lab: Any, unique_name: str) -> tuple[Path, str, str]:
+    lab.create_local_cluster(unique_name)
+    address = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            region = "us-west-2"
+            clusters = ["{unique_name}"]
+            state_dir = "{tmp_path / 'state'}"
+            host_id = "http-test-host"
+            certificate_lifetime = "1h"
+            probe_interval = "1s"
+            probe_timeout = "2s"
+            metrics_address = "{address}"
+            aws_endpoint_url = "{lab.outpost_region_url}"
+
+            [timing]
+            backoff_base = "1s"
+            backoff_cap = "2s"
+            csr_timeout = "20s"
+            api_timeout = "5s"
+            """
+        )
+    )
+    return config, unique_name, f"http://{address}"
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifyListener]:
+    listener = NotifyListener(tmp_path / "notify.sock")
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def agent_log(tmp_path: Path) -> Path:
+    return tmp_path / "agent.log"
+
+
+@pytest.fixture
+def agent_process(
+    agent_config: tuple[Path, str, str], notify: NotifyListener, lab: Any, agent_log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    config, _, _ = agent_config
+    principal = lab.agent_principal
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": lab.outpost_region_url,
+        "AWS_ACCESS_KEY_ID": principal.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": principal.secret_access_key,
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": str(WATCHDOG_USEC),
+    }
+    with agent_log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-c", MDWE_EXEC, str(AGENT), "run", "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        print(agent_log.read_text(errors="replace")[-5000:])
+
+
+def scrape(base_url: str) -> dict[str, Any]:
+    status, body = http_get(base_url + "/metrics")
+    assert status == 200
+    return {family.name: family for family in text_string_to_metric_families(body)}
+
+
+def cluster_samples(families: dict[str, Any], name: str, cluster: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for sample in families[name].samples
+        if sample.labels.get("cluster") == cluster and not sample.name.endswith("_created")
+    }
+
+
+def test_daemon_notifies_systemd_and_serves_metrics_and_health(
+    agent_config: tuple[Path, str, str],
+    agent_process: subprocess.Popen[bytes],
+    notify: NotifyListener,
+    agent_log: Path,
+    lab: Any,
+    kubectl: Kubectl,
+) -> None:
+    config, cluster, base_url = agent_config
+
+    # Not seeded yet (no lifeline/<cluster> secret): the agent serves, but is not healthy.
+    def metrics_up() -> bool:
+        with contextlib.suppress(OSError):
+            return http_get(base_url + "/healthz")[0] in (200, 503)
+        return False
+
+    wait_for(metrics_up, 60, "the metrics address to answer")
+    status, reason = http_get(base_url + "/healthz")
+    assert status == 503, reason
+    assert agent_process.poll() is None
+
+    lab.seed_cluster_for_agent(cluster)
+    wait_for(lambda: http_get(base_url + "/healthz")[0] == 200, 90, "/healthz 200 after seeding")
+    kubeconfig = config.parent / "state" / cluster / "kubeconfig"
+    result = kubectl(kubeconfig, "get", "svc", "kubernetes", "-o", "name")
+    assert (result.rc, result.stdout.strip()) == (0, "service/kubernetes"), result.stderr
+
+    families = scrape(base_url)
+    for name in METRIC_NAMES:
+        assert name in families, f"{name} missing from /metrics"
+    for name in METRIC_NAMES:
+        if name != "lifeline_service_link_up":
+            assert cluster_samples(families, name, cluster), f"{name} has no sample for cluster={cluster}"
+    (expiry,) = cluster_samples(families, "lifeline_certificate_expiry_timestamp_seconds", cluster).values()
+    assert time.time() < expiry <= time.time() + 3600 + 60
+    (verified,) = cluster_samples(families, "lifeline_kubeconfig_verified_timestamp_seconds", cluster).values()
+    assert verified > time.time() - 120
+    states = cluster_samples(families, "lifeline_cluster_state", cluster)
+    assert states[(("cluster", cluster), ("state", "ready"))] == 1.0
+    assert sum(states.values()) == 1.0
+    renewals = cluster_samples(families, "lifeline_renewals", cluster)
+    assert renewals[(("cluster", cluster), ("result", "success"))] >= 1.0
+    assert [s.value for s in families["lifeline_service_link_up"].samples] == [1.0]
+
+    lines = wait_for(lambda: (ls := notify.lines()) and "WATCHDOG=1" in ls and ls, 10, "WATCHDOG=1")
+    assert "READY=1" in lines
+    assert any(line.startswith("STATUS=") and len(line) > len("STATUS=") for line in lines)
+    assert lines.index("READY=1") < len(lines) - 1 - lines[::-1].index("WATCHDOG=1")
+
+    # A kubeconfig that vanished is not healthy, whatever the agent believed a moment ago.
+    moved = kubeconfig.with_name("kubeconfig.moved")
+    kubeconfig.rename(moved)
+    status, reason = http_get(base_url + "/healthz")
+    moved.rename(kubeconfig)
+    assert status == 503 and "kubeconfig missing" in reason, reason
+
+    agent_process.send_signal(signal.SIGTERM)
+    assert agent_process.wait(timeout=30) == 0
+    wait_for(lambda: "STOPPING=1" in notify.lines(), 5, "STOPPING=1")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(base_url + "/healthz", timeout=2)
+
+    log_lines = agent_log.read_text().splitlines()
+    assert all(line.startswith("{") and json.loads(line)["message"] for line in log_lines)
+    key_body = [line for line in (kubeconfig.parent / "key.pem").read_text().splitlines() if "-----" not in line]
+    log_text = "\n".join(log_lines)
+    assert key_body and not any(line in log_text for line in key_body)
+    assert "PRIVATE KEY" not in log_text
