@@ -23,3 +23,6 @@ ENV_AGENT_PRINCIPAL_ARNS = "LIFELINE_AGENT_PRINCIPAL_ARNS"
 TAG_CLUSTER = "lifeline:cluster"
 TAG_MANAGED_BY = "lifeline:managed-by"
 MANAGED_BY_VALUE = "lifeline-workflow"
+# Optional: the STS endpoint the clusters' API servers verify IAM tokens with, when it is not the
+# Region's default endpoint (a VPC endpoint; the lab's service link).
+ENV_TOKEN_STS_ENDPOINT_URL = "LIFELINE_TOKEN_STS_ENDPOINT_URL"

@@ -1,0 +1,32 @@
+"""Lambda handler: BootstrapRbac. The IAM token is never logged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from lambdas import aws
+from lambdas.bootstrap_rbac.logic import bootstrap
+from lambdas.config import WorkflowConfig
+from lambdas.errors import InvalidRequest
+from lambdas.models import ClusterStepInput
+from lambdas.observability import logger, metrics, tracer
+from lambdas.validation import describe_validation_error
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = ClusterStepInput.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
+    result = bootstrap(request.cluster, config=WorkflowConfig.from_environment(), eks=aws.client("eks"))
+    logger.info("rbac bootstrapped", extra={"cluster": request.cluster.name, "applied": result.applied,
+                                            "authMapping": result.authMapping})
+    metrics.add_metric(name="RbacBootstrapped", unit=MetricUnit.Count, value=1)
+    return result.as_dict()

@@ -1,0 +1,127 @@
+"""BootstrapRbac: the contract's in-cluster objects, applied through the cluster's private endpoint.
+
+Authenticates with an EKS IAM token (``lifeline_agent.eks_token``), verifies TLS with the CA EKS returned,
+applies ``lifeline_agent.rbac.lifeline_objects`` and maps the agent principals: aws-auth for CONFIG_MAP
+clusters, access entries for clusters whose authentication mode includes the EKS API.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import botocore.exceptions
+from lifeline_agent import rbac
+from lifeline_agent.eks_token import get_token
+
+from lambdas.aws import error_code, raise_transient
+from lambdas.config import WorkflowConfig
+from lambdas.errors import ClusterUnreachable, RbacBootstrapFailed
+from lambdas.models import ClusterView
+
+API_TIMEOUT_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    applied: list[str]
+    authMapping: str
+    principals: int
+    accessEntries: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"applied": self.applied, "authMapping": self.authMapping, "principals": self.principals,
+                "accessEntries": self.accessEntries}
+
+
+@contextlib.contextmanager
+def api_client_for(cluster: ClusterView, token: str) -> Iterator[Any]:
+    """A kubernetes ApiClient for the cluster: bearer token, TLS verified with the cluster's CA."""
+    from kubernetes import client
+
+    ca_pem = base64.b64decode(cluster.certificateAuthorityData)
+    with tempfile.TemporaryDirectory(prefix="lifeline-ca-") as directory:
+        ca_file = os.path.join(directory, "ca.crt")
+        with open(ca_file, "wb") as handle:
+            handle.write(ca_pem)
+        configuration = client.Configuration()
+        configuration.host = cluster.endpoint
+        configuration.ssl_ca_cert = ca_file
+        configuration.verify_ssl = True
+        configuration.api_key = {"authorization": token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.retries = 1
+        with client.ApiClient(configuration) as api_client:
+            yield api_client
+
+
+def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        if status >= 500 or status == 429:
+            return ClusterUnreachable(f"cluster {cluster.name}: API server answered {status} {exc.reason}")
+        if status in (401, 403):
+            return RbacBootstrapFailed(
+                f"cluster {cluster.name}: the workflow's principal is not authorised ({status} {exc.reason}); "
+                "map the Lifeline cluster-admin role in the cluster (aws-auth or an access entry)"
+            )
+        return RbacBootstrapFailed(f"cluster {cluster.name}: API server refused an object: {status} {exc.reason}")
+    if isinstance(exc, HTTPError | OSError):
+        return ClusterUnreachable(f"cluster {cluster.name}: {cluster.endpoint} unreachable: {type(exc).__name__}")
+    if isinstance(exc, rbac.RbacError):
+        return RbacBootstrapFailed(f"cluster {cluster.name}: {exc}")
+    return exc
+
+
+def map_with_access_entries(eks: Any, cluster: ClusterView, principals: tuple[str, ...], group: str) -> list[str]:
+    done = []
+    for principal in principals:
+        try:
+            try:
+                eks.create_access_entry(clusterName=cluster.name, principalArn=principal, kubernetesGroups=[group])
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ResourceInUseException":
+                    raise
+                eks.update_access_entry(clusterName=cluster.name, principalArn=principal, kubernetesGroups=[group])
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise_transient(exc, "access entry")
+            raise RbacBootstrapFailed(f"cluster {cluster.name}: access entry for {principal}: {exc}") from None
+        done.append(principal)
+    return done
+
+
+def bootstrap(cluster: ClusterView, *, config: WorkflowConfig, eks: Any, token: str | None = None) -> BootstrapResult:
+    token = token or get_token(
+        cluster.id or cluster.name, endpoint_url=config.token_sts_endpoint_url
+    ).token
+    try:
+        objects = rbac.lifeline_objects(
+            config.breakglass_group,
+            agents_group=config.agent_group,
+            breakglass_cluster_role=config.breakglass_cluster_role,
+        )
+    except rbac.RbacError as exc:
+        raise RbacBootstrapFailed(str(exc)) from None
+    principals = config.agent_principal_arns
+    uses_api = cluster.authenticationMode in ("API", "API_AND_CONFIG_MAP")
+    try:
+        with api_client_for(cluster, token) as api_client:
+            applied = rbac.apply_objects(api_client, objects)
+            if principals and not uses_api:
+                rbac.apply_aws_auth(api_client, list(principals), config.agent_group)
+    except Exception as exc:
+        raise _api_failure(exc, cluster) from None
+    if not principals:
+        return BootstrapResult(applied, "none", 0)
+    if uses_api:
+        entries = map_with_access_entries(eks, cluster, principals, config.agent_group)
+        return BootstrapResult(applied, "access-entries", len(principals), entries)
+    return BootstrapResult(applied, "aws-auth", len(principals))

@@ -1,0 +1,42 @@
+"""Lambda handler: CheckCluster (DescribeCluster + READY/WAIT/SKIP or a named failure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from lambdas import aws
+from lambdas.check_cluster.logic import assess, describe_cluster
+from lambdas.config import WorkflowConfig
+from lambdas.errors import InvalidRequest
+from lambdas.models import CheckInput
+from lambdas.observability import logger, metrics, tracer
+from lambdas.timeutil import parse_timestamp, utcnow
+from lambdas.validation import describe_validation_error
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = CheckInput.model_validate(event)
+        deadline = parse_timestamp(request.deadline)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
+    except ValueError as exc:
+        raise InvalidRequest(f"deadline: {exc}") from None
+    cluster = describe_cluster(aws.client("eks"), request.clusterName)
+    result = assess(
+        cluster,
+        deadline=deadline,
+        now=utcnow(),
+        allowed_outpost_arns=WorkflowConfig.from_environment().allowed_outpost_arns,
+    )
+    logger.info("cluster checked", extra={"cluster": request.clusterName, "verdict": result.verdict,
+                                          "status": result.status})
+    metrics.add_metric(name=f"ClusterCheck{result.verdict.title()}", unit=MetricUnit.Count, value=1)
+    return result.model_dump(mode="json")

@@ -1,0 +1,24 @@
+"""Lambda handler: NormaliseRequest (thin: parse, call ``logic.normalise``, count)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.config import WorkflowConfig
+from lambdas.normalise_request.logic import normalise
+from lambdas.observability import logger, metrics, tracer
+from lambdas.timeutil import utcnow
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    request = normalise(event, config=WorkflowConfig.from_environment(), now=utcnow())
+    logger.info("request accepted", extra={"cluster": request.clusterName, "trigger": request.trigger,
+                                           "create": request.create})
+    metrics.add_metric(name="RequestsAccepted", unit=MetricUnit.Count, value=1)
+    return request.model_dump(mode="json")

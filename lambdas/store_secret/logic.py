@@ -1,0 +1,91 @@
+"""StoreSecret: build the contract secret ``lifeline/<cluster>`` from the cluster and write it with the CMK.
+
+Idempotent: the secret is created, or a new version is put only when its content (all but ``updatedAt``)
+differs from the current one. The contract code is the agent's (``lifeline_agent.contract``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.exceptions
+from lifeline_agent.contract import ClusterSecret, ContractError
+
+from lambdas import constants
+from lambdas.aws import error_code, raise_transient
+from lambdas.errors import InvalidClusterData
+from lambdas.models import ClusterView
+
+VOLATILE_FIELDS = frozenset({"updatedAt"})
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    secretName: str
+    secretArn: str
+    versionId: str
+    changed: bool
+    caSha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_secret(cluster: ClusterView, *, breakglass_group: str, updated_at: str = "") -> ClusterSecret:
+    try:
+        return ClusterSecret(
+            cluster_name=cluster.name,
+            cluster_arn=cluster.arn,
+            cluster_id=cluster.id or None,
+            endpoint=cluster.endpoint,
+            certificate_authority_data=cluster.certificateAuthorityData,
+            kubernetes_version=cluster.version,
+            platform_version=cluster.platformVersion,
+            outpost_arns=tuple(cluster.outpostArns),
+            breakglass_group=breakglass_group,
+            updated_at=updated_at,
+        )
+    except ContractError as exc:
+        raise InvalidClusterData(f"cluster {cluster.name}: {exc}") from None
+
+
+def _content(secret: ClusterSecret) -> dict[str, Any]:
+    return {k: v for k, v in secret.to_dict().items() if k not in VOLATILE_FIELDS}
+
+
+def _current(secrets: Any, name: str) -> tuple[ClusterSecret | None, dict[str, Any]]:
+    response = secrets.get_secret_value(SecretId=name)
+    try:
+        return ClusterSecret.from_json(response.get("SecretString") or ""), response
+    except ContractError:
+        return None, response  # unreadable: replace it with a valid version
+
+
+def store_secret(secrets: Any, secret: ClusterSecret, *, kms_key_id: str | None) -> StoredSecret:
+    name = secret.secret_name
+    try:
+        try:
+            extra: dict[str, Any] = {"KmsKeyId": kms_key_id} if kms_key_id else {}
+            created = secrets.create_secret(
+                Name=name,
+                Description=f"Lifeline offline access: CA and endpoint of EKS local cluster {secret.cluster_name}",
+                SecretString=secret.to_json(),
+                Tags=[
+                    {"Key": constants.TAG_CLUSTER, "Value": secret.cluster_name},
+                    {"Key": constants.TAG_MANAGED_BY, "Value": constants.MANAGED_BY_VALUE},
+                ],
+                **extra,
+            )
+            return StoredSecret(name, created["ARN"], created.get("VersionId", ""), True, secret.ca_sha256)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "ResourceExistsException":
+                raise
+        current, response = _current(secrets, name)
+        if current is not None and _content(current) == _content(secret):
+            return StoredSecret(name, response["ARN"], response.get("VersionId", ""), False, secret.ca_sha256)
+        put = secrets.put_secret_value(SecretId=name, SecretString=secret.to_json())
+        return StoredSecret(name, put["ARN"], put.get("VersionId", ""), True, secret.ca_sha256)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise_transient(exc, f"writing secret {name}")
+        raise
