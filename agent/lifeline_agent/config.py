@@ -279,7 +279,7 @@ def _absolute_path(reader: _Reader, key: str, default: Path | None) -> Path | No
 def _check_address(reader: _Reader, address: str) -> None:
     host, sep, port = address.rpartition(":")
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host.strip("[]"))
         valid = bool(sep) and 0 <= int(port) < 65536
     except ValueError:
         valid = False

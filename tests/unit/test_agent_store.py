@@ -1,0 +1,106 @@
+"""The per-cluster store: atomic install, modes, the previous generation, the cache."""
+
+from __future__ import annotations
+
+import grp
+import os
+from pathlib import Path
+
+import pytest
+from lifeline_agent import kubeconfig as kc
+from lifeline_agent import store as store_module
+from lifeline_agent.store import ClusterStore, StoreError, known_clusters
+
+
+def config(tag: str) -> dict:
+    return kc.build_kubeconfig(cluster_name="edge", server="https://127.0.0.1:6443", ca_pem=b"CA", user_name="u",
+                               client_cert_pem=f"cert-{tag}".encode(), client_key_pem=f"key-{tag}".encode(),
+                               tls_server_name="api.edge.local")
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_install_writes_0600_and_keeps_the_previous_generation(tmp_path):
+    store = ClusterStore(tmp_path / "edge")
+    assert store.current() is None
+    store.install(config("1"), b"KEY-1")
+    assert mode(store.directory) == 0o700
+    assert mode(store.kubeconfig_path) == 0o600
+    assert mode(store.path("key.pem")) == 0o600
+    assert store.path("key.pem").read_bytes() == b"KEY-1"
+    assert not store.path("kubeconfig.prev").exists()
+    first_inode = store.kubeconfig_path.stat().st_ino
+
+    store.install(config("2"), b"KEY-2")
+    assert store.current()["users"][0]["user"]["client-certificate-data"] == "Y2VydC0y"  # cert-2
+    previous = kc.load_kubeconfig(store.path("kubeconfig.prev").read_bytes())
+    assert previous["users"][0]["user"]["client-certificate-data"] == "Y2VydC0x"  # cert-1
+    assert mode(store.path("kubeconfig.prev")) == 0o600
+    assert store.kubeconfig_path.stat().st_ino != first_inode  # replaced by rename, not rewritten in place
+    assert sorted(p.name for p in store.directory.iterdir()) == ["key.pem", "kubeconfig", "kubeconfig.prev"]
+
+
+def test_a_failed_swap_leaves_the_installed_kubeconfig_untouched(tmp_path, monkeypatch):
+    store = ClusterStore(tmp_path / "edge")
+    store.install(config("1"), b"KEY-1")
+    before = store.kubeconfig_path.read_bytes()
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        store.install(config("2"), b"KEY-2")
+    assert store.kubeconfig_path.read_bytes() == before
+    assert not [p for p in store.directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_operators_group_gets_read_access(tmp_path):
+    group = grp.getgrgid(os.getgid()).gr_name if os.geteuid() != 0 else "daemon"
+    store = ClusterStore(tmp_path / "edge", operators_group=group)
+    store.install(config("1"), b"KEY-1")
+    store.install(config("2"), b"KEY-2")
+    gid = grp.getgrnam(group).gr_gid
+    for name in ("kubeconfig", "kubeconfig.prev"):
+        assert mode(store.path(name)) == 0o640
+        assert store.path(name).stat().st_gid == gid
+    assert mode(store.path("key.pem")) == 0o600
+
+
+def test_a_corrupt_kubeconfig_is_a_named_error(tmp_path):
+    store = ClusterStore(tmp_path / "edge")
+    store.ensure()
+    store.kubeconfig_path.write_bytes(b"apiVersion: v1\nkind: Con")
+    with pytest.raises(StoreError, match="kubeconfig"):
+        store.current()
+
+
+def test_cache_round_trip_and_known_clusters(tmp_path, lab_free_secret):
+    store = ClusterStore(tmp_path / "edge")
+    assert store.load_cache() is None
+    cached = store_module.CachedCluster(secret=lab_free_secret, ips=("127.0.0.2", "127.0.0.1"), fetched_at=12.5)
+    store.save_cache(cached)
+    assert store.load_cache() == cached
+    assert mode(store.path("cluster.json")) == 0o600
+    assert known_clusters(tmp_path) == ["edge"]
+    store.path("cluster.json").write_text("{not json")
+    with pytest.raises(StoreError, match="cluster.json"):
+        store.load_cache()
+
+
+@pytest.fixture
+def lab_free_secret():
+    import base64
+
+    from lifeline_agent.contract import ClusterSecret
+
+    from lab.pki import ClusterCA
+
+    ca_pem = ClusterCA.create("kubernetes").cert_pem
+    return ClusterSecret(cluster_name="edge", cluster_arn="arn:aws:eks:us-west-2:123456789012:cluster/edge",
+                         endpoint="https://api.edge.local:6443",
+                         certificate_authority_data=base64.b64encode(ca_pem).decode(), kubernetes_version="1.31",
+                         platform_version="eks-local-outposts.1",
+                         outpost_arns=("arn:aws:outposts:us-west-2:123456789012:outpost/op-0abcdef1234567890",))
