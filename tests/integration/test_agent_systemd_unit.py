@@ -43,13 +43,21 @@ def unit_settings() -> dict[str, list[str]]:
     return settings
 
 
-@pytest.fixture
-def installable_unit(tmp_path: Path) -> Path:
-    """A copy of the unit whose ExecStart is this environment's real `lifeline-agent` (verify checks it exists)."""
+OPERATORS_DROP_IN = UNIT.with_name("operators-access.conf")
+
+
+@pytest.fixture(params=["unit", "unit+operators-access.conf"])
+def installable_unit(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A copy of the unit whose ExecStart is this environment's real `lifeline-agent` (verify checks it
+    exists), alone or with the operators' drop-in beside it (systemd-analyze reads `<unit>.d/*.conf`)."""
     assert AGENT_BIN.is_file(), f"{AGENT_BIN} missing: install the agent (pip install -e ./agent)"
     text = UNIT.read_text().replace("/usr/local/bin/lifeline-agent", str(AGENT_BIN))
     copy = tmp_path / UNIT.name
     copy.write_text(text)
+    if request.param.endswith("operators-access.conf"):
+        drop_ins = tmp_path / f"{UNIT.name}.d"
+        drop_ins.mkdir()
+        shutil.copy(OPERATORS_DROP_IN, drop_ins / OPERATORS_DROP_IN.name)
     return copy
 
 
@@ -92,8 +100,10 @@ def test_systemd_analyze_security_rates_the_unit_at_most_2(systemd_analyze: str,
     match = re.search(r"Overall exposure level for lifeline-agent\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     exposure = float(match.group(1))
-    print(f"systemd-analyze security exposure: {exposure}")
+    print(f"systemd-analyze security exposure of {installable_unit.name}: {exposure}")
     assert exposure <= MAX_EXPOSURE, result.stdout
+    with_drop_in = installable_unit.with_name(f"{UNIT.name}.d").is_dir()
+    assert ("@privileged is included" in result.stdout) == with_drop_in, "the drop-in was not (only) read"
 
 
 MDWE_PROBE = textwrap.dedent(
