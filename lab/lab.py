@@ -106,6 +106,7 @@ class Lab:
         self.creator: Principal | None = None  # set by start()
         self.agent_principal: Principal | None = None
         self._control_planes: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str, str, float], Any] = {}
         self._lock = threading.Lock()
         self._started = False
 
@@ -134,6 +135,7 @@ class Lab:
                 control_plane.stop()
         self.link.stop()
         self.region.stop()
+        self._clients.clear()
         self._started = False
 
     def __enter__(self) -> Lab:
@@ -178,9 +180,19 @@ class Lab:
         """A boto3 client for the lab's Region, reached directly (``side="region"``) or through the link."""
         if side not in ("region", "outpost"):
             raise LabError(f"side must be 'region' or 'outpost', not {side!r}")
+        principal = principal or self.creator
+        if principal is None:
+            raise LabError("the lab is not started")
+        key = (service, side, principal.access_key_id, timeout)
+        with self._lock:
+            cached = self._clients.get(key)
+        if cached is not None:
+            return cached
         endpoint = self.region_url if side == "region" else self.outpost_region_url
         config = botocore.client.Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2})
-        return self.boto3_session(principal).client(service, endpoint_url=endpoint, config=config)
+        made = principal.boto3_session().client(service, endpoint_url=endpoint, config=config)
+        with self._lock:
+            return self._clients.setdefault(key, made)
 
     # --- clusters ------------------------------------------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""The three cases of DESIGN §1 on the lab, with real kubectl: what a service-link cut does to IAM and
+X.509 kubeconfigs of local and extended clusters, and that restoring the link brings IAM back."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.conftest import KubectlResult
+
+UNAUTHORIZED = "error: You must be logged in to the server (Unauthorized)"
+TLS_TIMEOUT = "Unable to connect to the server: net/http: TLS handshake timeout"
+
+
+def _lists_kubernetes_service(result: KubectlResult) -> bool:
+    return result.rc == 0 and any(
+        line.split()[:2] == ["kubernetes", "ClusterIP"] and "443/TCP" in line for line in result.stdout.splitlines()
+    )
+
+
+def test_link_cut_locks_out_iam_but_not_x509_and_restore_brings_iam_back(
+    lab: Any, kubectl: Any, link_restored: Any, unique_name: str
+) -> None:
+    local = lab.create_local_cluster(f"{unique_name}-l")
+    extended = lab.create_extended_cluster(f"{unique_name}-x")
+    local_iam = lab.iam_kubeconfig(local.name)
+    extended_iam = lab.iam_kubeconfig(extended.name)
+    local_admin = lab.admin_kubeconfig(local.name)
+
+    for kubeconfig in (local_iam, extended_iam, local_admin):
+        result = kubectl(kubeconfig, "get", "svc")
+        assert _lists_kubernetes_service(result), (kubeconfig, result)
+
+    link_restored.cut()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        extended_call = pool.submit(kubectl, extended_iam, "get", "svc", timeout=120)  # ~50 s of retries
+        local_call = pool.submit(kubectl, local_iam, "get", "svc", timeout=60)
+        admin_call = pool.submit(kubectl, local_admin, "get", "svc", timeout=60)
+        case2, case3, case1 = local_call.result(), admin_call.result(), extended_call.result()
+
+    assert case1.rc == 1 and case1.stderr.strip().endswith(TLS_TIMEOUT), case1
+    assert case2.rc == 1 and UNAUTHORIZED in case2.stderr, case2
+    assert _lists_kubernetes_service(case3), case3
+
+    link_restored.restore()
+    assert _lists_kubernetes_service(kubectl(local_iam, "get", "svc")), "IAM must work again after restore"
+    assert _lists_kubernetes_service(kubectl(extended_iam, "get", "svc"))
