@@ -194,6 +194,21 @@ class Lab:
         with self._lock:
             return self._clients.setdefault(key, made)
 
+    def enable_cloudtrail(self, trail_name: str = "lab-management-events") -> str:
+        """A logging multi-Region trail, so EKS API calls reach EventBridge as CloudTrail events."""
+        self._require_started()
+        bucket = f"{trail_name}-{self.region.account_id}"
+        s3 = self.client("s3")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION_NAME})
+        cloudtrail = self.client("cloudtrail")
+        try:
+            arn = cloudtrail.create_trail(Name=trail_name, S3BucketName=bucket, IsMultiRegionTrail=True)["TrailARN"]
+        except cloudtrail.exceptions.TrailAlreadyExistsException:
+            arn = cloudtrail.get_trail(Name=trail_name)["Trail"]["TrailARN"]
+        cloudtrail.start_logging(Name=trail_name)
+        return str(arn)
+
     # --- clusters ------------------------------------------------------------------------------------
 
     def _provision(self, name: str, request: ProvisionRequest) -> tuple[str, bytes]:

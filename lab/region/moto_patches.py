@@ -196,11 +196,20 @@ def patch_eks_local_clusters() -> None:
             encryption_config=self._get_param("encryptionConfig"),
             remote_network_config=self._get_param("remoteNetworkConfig"),
         )
+        creator = caller_arn(self.get_access_key())
         try:
-            _make_lab_cluster(cluster, outpost_config, caller_arn(self.get_access_key()))
+            _make_lab_cluster(cluster, outpost_config, creator)
         except Exception as exc:
             backend.clusters.pop(name, None)
             raise _EksErrors.server(f"lab could not provision the control plane: {exc}") from exc
+        request_parameters = {
+            key: value
+            for key in ("name", "version", "roleArn", "resourcesVpcConfig", "clientRequestToken", "tags")
+            if (value := self._get_param(key)) is not None
+        }
+        if outpost_config is not None:
+            request_parameters["outpostConfig"] = outpost_config
+        emit_cloudtrail_event(backend.account_id, backend.region_name, "CreateCluster", creator, request_parameters)
         return ActionResult({"cluster": cluster})
 
     EKSBackend.describe_cluster = describe_cluster
@@ -236,6 +245,47 @@ def _make_lab_cluster(cluster: Any, outpost_config: dict[str, Any] | None, creat
     cluster.endpoint = None
     cluster.certificate_authority = {}
     _refresh_cluster_status(cluster)
+
+
+def _trail_is_logging(account_id: str, region: str) -> bool:
+    from moto.cloudtrail.models import cloudtrail_backends
+
+    for trail_region, backend in cloudtrail_backends[account_id].items():
+        for trail in backend.trails.values():
+            if trail.status.is_logging and (trail_region == region or trail.is_multi_region):
+                return True
+    return False
+
+
+def emit_cloudtrail_event(
+    account_id: str, region: str, event_name: str, caller: str, request_parameters: dict[str, Any]
+) -> None:
+    # moto has no CloudTrail -> EventBridge delivery. On AWS, while a trail is logging, a management API
+    # call reaches the default bus as "AWS API Call via CloudTrail" (what the Lifeline trigger rule matches).
+    if not _trail_is_logging(account_id, region):
+        return
+    from moto.events.models import events_backends
+
+    identity_type = "AssumedRole" if ":assumed-role/" in caller else "IAMUser"
+    detail = {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": identity_type, "arn": caller, "accountId": account_id},
+        "eventTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventSource": "eks.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": region,
+        "sourceIPAddress": "127.0.0.1",
+        "userAgent": "lab",
+        "requestParameters": request_parameters,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account_id,
+        "eventCategory": "Management",
+    }
+    entry = {"Source": "aws.eks", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(detail)}
+    events_backends[account_id][region].put_events([entry])
 
 
 # --- STS: the EKS token ------------------------------------------------------------------------------

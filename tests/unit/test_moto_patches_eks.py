@@ -120,3 +120,25 @@ def test_provisioning_failure_leaves_no_cluster(lab: Any, provisioner: Recorder,
         _create(lab, unique_name, outpostConfig=_local())
     assert caught.value.response["Error"]["Code"] == "ServerException"
     assert unique_name not in lab.client("eks").list_clusters()["clusters"]
+
+
+def test_create_cluster_reaches_eventbridge_as_cloudtrail_event_while_a_trail_logs(
+    lab: Any, provisioner: Recorder, unique_name: str
+) -> None:
+    cloudtrail = lab.client("cloudtrail")
+    trail_arn = lab.enable_cloudtrail()
+    cloudtrail.stop_logging(Name=trail_arn)
+    _create(lab, f"{unique_name}-quiet", outpostConfig=_local())
+    lab.enable_cloudtrail()
+    try:
+        _create(lab, unique_name, outpostConfig=_local())
+    finally:
+        cloudtrail.stop_logging(Name=trail_arn)  # the session lab is shared: leave CloudTrail as found
+    calls = [e["detail"] for e in lab.region.events(detail_type="AWS API Call via CloudTrail", source="aws.eks")]
+    names = [c["requestParameters"]["name"] for c in calls]
+    assert unique_name in names and f"{unique_name}-quiet" not in names
+    (call,) = [c for c in calls if c["requestParameters"]["name"] == unique_name]
+    assert call["eventName"] == "CreateCluster"
+    assert call["eventSource"] == "eks.amazonaws.com"
+    assert call["requestParameters"]["outpostConfig"] == _local()
+    assert call["userIdentity"]["arn"] == lab.creator.arn
