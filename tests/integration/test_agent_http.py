@@ -1,15 +1,20 @@
 """`lifeline-agent run` against the lab, watched the way systemd and Prometheus watch it: sd_notify
 datagrams on a real NOTIFY_SOCKET, `/metrics` and `/healthz` scraped over HTTP, SIGTERM to stop.
 
-The daemon runs under the kernel's PR_SET_MDWE (what the unit's MemoryDenyWriteExecute=yes enforces)
-where the kernel has it.
+The daemon runs inside the parts of the unit's sandbox that a test can set up without systemd: the
+unit's system-call allow list (SystemCallFilter=@system-service ~@privileged ~@resources,
+SystemCallErrorNumber=EPERM, loaded with libseccomp as systemd does) and the kernel's PR_SET_MDWE
+(MemoryDenyWriteExecute=yes), each where this machine has it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
+import functools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,14 +42,55 @@ METRIC_NAMES = (
     "lifeline_service_link_up",
     "lifeline_cluster_state",
 )
-# Sets PR_SET_MDWE (MemoryDenyWriteExecute=yes) when the kernel has it, then becomes the agent.
-MDWE_EXEC = textwrap.dedent(
+# argv: <comma-separated allowed system calls, or ""> <agent> <args...>. Sets PR_SET_MDWE where the
+# kernel has it, loads the allow list (everything else fails with EPERM), then becomes the agent.
+SANDBOX_EXEC = textwrap.dedent(
     """
-    import ctypes, os, sys
-    ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0)
-    os.execv(sys.argv[1], sys.argv[1:])
+    import ctypes, ctypes.util, os, sys
+    PR_SET_NO_NEW_PRIVS, PR_SET_MDWE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO_EPERM = 38, 65, 0x7FFF0000, 0x00050001
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_MDWE, 1, 0, 0, 0)
+    allowed = [name for name in sys.argv[1].split(",") if name]
+    if allowed:
+        seccomp = ctypes.CDLL(ctypes.util.find_library("seccomp"))
+        seccomp.seccomp_init.restype = ctypes.c_void_p
+        seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+        seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+        seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+        context = seccomp.seccomp_init(SCMP_ACT_ERRNO_EPERM)
+        for name in allowed:
+            number = seccomp.seccomp_syscall_resolve_name(name.encode())
+            if number >= 0 and seccomp.seccomp_rule_add(context, SCMP_ACT_ALLOW, number, 0) != 0:
+                raise SystemExit(f"seccomp_rule_add({name}) failed")
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if seccomp.seccomp_load(context) != 0:
+            raise SystemExit("seccomp_load failed")
+    os.execv(sys.argv[2], sys.argv[2:])
     """
 )
+
+
+@functools.cache
+def syscall_group(name: str) -> frozenset[str]:
+    """The system calls of a systemd ``@group``, nested groups expanded (``systemd-analyze syscall-filter``)."""
+    listing = subprocess.run(
+        ["systemd-analyze", "syscall-filter", name], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    calls: set[str] = set()
+    for line in listing.splitlines():
+        entry = line.strip()
+        if line.startswith("    ") and not entry.startswith("#"):
+            calls |= syscall_group(entry) if entry.startswith("@") else {entry}
+    return frozenset(calls)
+
+
+def unit_syscall_allow_list() -> str:
+    """The unit's SystemCallFilter= as one comma-separated list, or "" where it cannot be emulated here."""
+    if shutil.which("systemd-analyze") is None or ctypes.util.find_library("seccomp") is None:
+        return ""
+    allowed = syscall_group("@system-service") - syscall_group("@privileged") - syscall_group("@resources")
+    return ",".join(sorted(allowed))
 
 
 class NotifyListener:
@@ -160,7 +206,7 @@ def agent_process(
     }
     with agent_log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-c", MDWE_EXEC, str(AGENT), "run", "--config", str(config)],
+            [sys.executable, "-c", SANDBOX_EXEC, unit_syscall_allow_list(), str(AGENT), "run", "--config", str(config)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
