@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes.util
 import functools
+import grp
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -85,11 +87,18 @@ def syscall_group(name: str) -> frozenset[str]:
     return frozenset(calls)
 
 
-def unit_syscall_allow_list() -> str:
-    """The unit's SystemCallFilter= as one comma-separated list, or "" where it cannot be emulated here."""
-    if shutil.which("systemd-analyze") is None or ctypes.util.find_library("seccomp") is None:
+def can_filter_syscalls() -> bool:
+    return shutil.which("systemd-analyze") is not None and ctypes.util.find_library("seccomp") is not None
+
+
+def unit_syscall_allow_list(*added_groups: str) -> str:
+    """The unit's SystemCallFilter= (plus a drop-in's groups) as one comma-separated list; "" where it
+    cannot be emulated here."""
+    if not can_filter_syscalls():
         return ""
     allowed = syscall_group("@system-service") - syscall_group("@privileged") - syscall_group("@resources")
+    for group in added_groups:
+        allowed |= syscall_group(group)
     return ",".join(sorted(allowed))
 
 
@@ -149,23 +158,20 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def agent_config(tmp_path: Path, lab: Any, unique_name: str) -> tuple[Path, str, str]:
-    lab.create_local_cluster(unique_name)
-    address = f"127.0.0.1:{free_port()}"
-    config = tmp_path / "agent.toml"
-    config.write_text(
+def write_config(path: Path, lab: Any, cluster: str, *, metrics_address: str, extra: str = "") -> Path:
+    path.write_text(
         textwrap.dedent(
             f"""
             region = "us-west-2"
-            clusters = ["{unique_name}"]
-            state_dir = "{tmp_path / 'state'}"
+            clusters = ["{cluster}"]
+            state_dir = "{path.parent / 'state'}"
             host_id = "http-test-host"
             certificate_lifetime = "1h"
             probe_interval = "1s"
             probe_timeout = "2s"
-            metrics_address = "{address}"
+            metrics_address = "{metrics_address}"
             aws_endpoint_url = "{lab.outpost_region_url}"
+            {extra}
 
             [timing]
             backoff_base = "1s"
@@ -175,6 +181,29 @@ def agent_config(tmp_path: Path, lab: Any, unique_name: str) -> tuple[Path, str,
             """
         )
     )
+    return path
+
+
+def agent_env(lab: Any, **extra: str) -> dict[str, str]:
+    principal = lab.agent_principal
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": lab.outpost_region_url,
+        "AWS_ACCESS_KEY_ID": principal.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": principal.secret_access_key,
+        **extra,
+    }
+
+
+def sandboxed(allowed_syscalls: str, *agent_args: str) -> list[str]:
+    return [sys.executable, "-c", SANDBOX_EXEC, allowed_syscalls, str(AGENT), *agent_args]
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path, lab: Any, unique_name: str) -> tuple[Path, str, str]:
+    lab.create_local_cluster(unique_name)
+    address = f"127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "agent.toml", lab, unique_name, metrics_address=address)
     return config, unique_name, f"http://{address}"
 
 
@@ -195,18 +224,10 @@ def agent_process(
     agent_config: tuple[Path, str, str], notify: NotifyListener, lab: Any, agent_log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     config, _, _ = agent_config
-    principal = lab.agent_principal
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": lab.outpost_region_url,
-        "AWS_ACCESS_KEY_ID": principal.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": principal.secret_access_key,
-        "NOTIFY_SOCKET": str(notify.path),
-        "WATCHDOG_USEC": str(WATCHDOG_USEC),
-    }
+    env = agent_env(lab, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
     with agent_log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-c", SANDBOX_EXEC, unit_syscall_allow_list(), str(AGENT), "run", "--config", str(config)],
+            sandboxed(unit_syscall_allow_list(), "run", "--config", str(config)),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
@@ -302,3 +323,40 @@ def test_daemon_notifies_systemd_and_serves_metrics_and_health(
     log_text = "\n".join(log_lines)
     assert key_body and not any(line in log_text for line in key_body)
     assert "PRIVATE KEY" not in log_text
+
+
+@pytest.mark.skipif(not can_filter_syscalls(), reason="needs systemd-analyze and libseccomp to emulate the filter")
+def test_operators_drop_in_is_what_lets_the_sandboxed_agent_share_kubeconfigs(
+    tmp_path: Path, lab: Any, unique_name: str
+) -> None:
+    """operators-access.conf adds SystemCallFilter=@chown: without it the agent cannot hand a kubeconfig
+    to the operators' group (and installs nothing); with it the kubeconfig is 0640 to that group."""
+    group = grp.getgrnam("nogroup" if "nogroup" in {g.gr_name for g in grp.getgrall()} else "daemon")
+    lab.create_local_cluster(unique_name)
+    lab.seed_cluster_for_agent(unique_name)
+    results = {}
+    for variant, allowed in (("base", unit_syscall_allow_list()), ("drop-in", unit_syscall_allow_list("@chown"))):
+        directory = tmp_path / variant
+        directory.mkdir()
+        config = write_config(
+            directory / "agent.toml",
+            lab,
+            unique_name,
+            metrics_address="127.0.0.1:9877",
+            extra=f'operators_group = "{group.gr_name}"',
+        )
+        completed = subprocess.run(
+            sandboxed(allowed, "once", "--config", str(config)),
+            capture_output=True, text=True, timeout=120, env=agent_env(lab), check=False,
+        )  # fmt: skip
+        results[variant] = (completed, config.parent / "state" / unique_name / "kubeconfig")
+
+    base, base_kubeconfig = results["base"]
+    assert base.returncode == 1, base.stdout + base.stderr
+    assert "Operation not permitted" in base.stderr
+    assert not base_kubeconfig.exists()
+
+    shared, shared_kubeconfig = results["drop-in"]
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+    info = shared_kubeconfig.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o640, group.gr_gid)
