@@ -220,6 +220,7 @@ def parse_loopback_address(address: str) -> tuple[str, int]:
 class _Handler(BaseHTTPRequestHandler):
     observer: ClassVar[Observer]
     server_version = "lifeline-agent"
+    timeout = 10  # seconds a client may stall before its thread gives up on it
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
