@@ -122,7 +122,8 @@ def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
         agent.step()
         rows.append(_row(agent.health().__dict__ | {"state": agent.state.value, "link": _link_text(link.last)}))
     _print_table(rows)
-    return _state_exit_code([row["state"] for row in rows])
+    return _state_exit_code([row["state"] if not row["error"] or row["state"] in ("needs-link", "revoked")
+                             else "failed" for row in rows])  # fmt: skip
 
 
 def _link_text(up: bool | None) -> str:

@@ -133,8 +133,10 @@ class ClusterAgent:
         elif installed.certificate.expired(now):
             self._issue(cache, None, f"certificate expired at {utc(installed.certificate.not_after)}")
         elif reason := mismatch(installed.certificate, wanted):
-            ca_changed = not installed.certificate.signed_by(cache.secret.ca_pem)
-            self._issue(cache, None if ca_changed else installed, reason)
+            issued_by_cluster_ca = installed.certificate.signed_by(cache.secret.ca_pem)
+            self._issue(cache, installed if issued_by_cluster_ca else None, reason)
+        elif installed.target.ca_pem != cache.secret.ca_pem:
+            self._issue(cache, installed, "the cluster CA changed in the secret")
         elif now >= self._deadline(installed.certificate):
             self._issue(cache, installed, f"renewal deadline {utc(self._deadline(installed.certificate))} reached")
         elif self._endpoint_moved(installed, cache):
@@ -212,7 +214,7 @@ class ClusterAgent:
         host, port = endpoint_host_port(cache.secret.endpoint)
         server_host, server_port = endpoint_host_port(installed.target.server)
         name = installed.target.tls_server_name or server_host
-        return name != host or server_port != port or installed.target.ca_pem != cache.secret.ca_pem
+        return name != host or server_port != port
 
     # --- servers to try, in order ---------------------------------------------------------------------
 
