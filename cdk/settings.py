@@ -23,7 +23,7 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_CLUSTER_NAME_PATTERN = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_*-]{0,99}$")
+_CLUSTER_NAME_PATTERN = re.compile(r"^(\*|[0-9A-Za-z][A-Za-z0-9_*-]{0,99})$")
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$")
 _CLUSTER_ROLE_NAME = re.compile(r"^[a-z0-9:._-]{1,253}$")
 
