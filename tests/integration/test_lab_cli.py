@@ -72,7 +72,7 @@ def test_link_down_and_up_switch_iam_access(running_lab: Path) -> None:
         assert down.returncode == 0 and "service link down" in down.stdout
         assert json.loads(_lab(running_lab, "status", "--json").stdout)["link"] == "down"
         cut = run_kubectl(iam, "get", "svc")
-        assert cut.rc == 1 and "(Unauthorized)" in cut.stderr, cut
+        assert cut.rc == 1 and "error: You must be logged in to the server" in cut.stderr, cut
         assert run_kubectl(admin, "get", "svc").rc == 0
     finally:
         up = _lab(running_lab, "link", "up")
