@@ -247,6 +247,11 @@ def scrape(base_url: str) -> dict[str, Any]:
     return {family.name: family for family in text_string_to_metric_families(body)}
 
 
+def link_up(base_url: str) -> float:
+    (sample,) = scrape(base_url)["lifeline_service_link_up"].samples
+    return float(sample.value)
+
+
 def cluster_samples(families: dict[str, Any], name: str, cluster: str) -> dict[tuple[tuple[str, str], ...], float]:
     return {
         tuple(sorted(sample.labels.items())): sample.value
@@ -262,6 +267,7 @@ def test_daemon_notifies_systemd_and_serves_metrics_and_health(
     agent_log: Path,
     lab: Any,
     kubectl: Kubectl,
+    link_restored: Any,
 ) -> None:
     config, cluster, base_url = agent_config
 
@@ -303,6 +309,15 @@ def test_daemon_notifies_systemd_and_serves_metrics_and_health(
     assert "READY=1" in lines
     assert any(line.startswith("STATUS=") and len(line) > len("STATUS=") for line in lines)
     assert lines.index("READY=1") < len(lines) - 1 - lines[::-1].index("WATCHDOG=1")
+
+    # The link going down is reported, and does not make the offline kubeconfig unhealthy.
+    link_restored.cut()
+    wait_for(lambda: link_up(base_url) == 0.0, 30, "lifeline_service_link_up 0 after the cut")
+    assert http_get(base_url + "/healthz")[0] == 200
+    wait_for(lambda: any("link disconnected" in line for line in notify.lines()), 15, "STATUS with the link down")
+    link_restored.restore()
+    wait_for(lambda: link_up(base_url) == 1.0, 30, "lifeline_service_link_up 1 after the restore")
+    assert '"service link disconnected"' in agent_log.read_text()
 
     # A kubeconfig that vanished is not healthy, whatever the agent believed a moment ago.
     moved = kubeconfig.with_name("kubeconfig.moved")
