@@ -220,7 +220,7 @@ class ApiServerApp:
         as_table = "as=Table" in request.headers.get("Accept", "")
         include = request.args.get("includeObject", "Metadata")
         if info.verb == "get":
-            obj = self.store.get(rtype.plural, info.namespace, info.name)
+            obj = self.store.get(rtype.plural, info.object_namespace, info.name)
             if as_table:
                 return self.json(tables.table(rtype.plural, [obj], obj["metadata"]["resourceVersion"], include))
             return self.json(obj)

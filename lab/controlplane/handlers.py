@@ -94,7 +94,7 @@ class Handlers:
             body.setdefault("spec", {"finalizers": ["kubernetes"]})
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
         if dry_run:
-            if self.store.find(rtype.plural, info.namespace, meta["name"]) is not None:
+            if self.store.find(rtype.plural, info.object_namespace, meta["name"]) is not None:
                 raise errors.already_exists(rtype.group, rtype.plural, meta["name"])
             return {**body, "apiVersion": rtype.api_version, "kind": rtype.kind}
         created = self.store.create(rtype.plural, body)
@@ -145,7 +145,7 @@ class Handlers:
         meta["name"] = info.name
         if rtype.namespaced:
             meta["namespace"] = info.namespace
-        current = self.store.get(rtype.plural, info.namespace, info.name)
+        current = self.store.get(rtype.plural, info.object_namespace, info.name)
         wanted_version = meta.get("resourceVersion")
         merged = self._merge_update(info, user, current, body)
         merged["metadata"]["resourceVersion"] = wanted_version
@@ -184,7 +184,7 @@ class Handlers:
         rtype = info.rtype
         assert rtype is not None
         kind = content_type.split(";")[0].strip()
-        current = self.store.find(rtype.plural, info.namespace, info.name)
+        current = self.store.find(rtype.plural, info.object_namespace, info.name)
         try:
             if kind == JSON_PATCH:
                 if current is None:
@@ -213,5 +213,8 @@ class Handlers:
         rtype = info.rtype
         assert rtype is not None
         if dry_run:
-            return self.store.get(rtype.plural, info.namespace, info.name)
-        return self.store.delete(rtype.plural, info.namespace, info.name)
+            return self.store.get(rtype.plural, info.object_namespace, info.name)
+        deleted = self.store.delete(rtype.plural, info.object_namespace, info.name)
+        if rtype.plural == "namespaces":
+            self.store.purge_namespace(info.name)
+        return deleted

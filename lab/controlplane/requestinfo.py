@@ -22,6 +22,11 @@ class RequestInfo:
     name: str = ""
     rtype: ResourceType | None = None
 
+    @property
+    def object_namespace(self) -> str:
+        """The namespace part of the stored object's key ("" for cluster-scoped kinds like Namespace)."""
+        return self.namespace if self.rtype is not None and self.rtype.namespaced else ""
+
 
 def parse(method: str, path: str, watch: bool = False) -> RequestInfo:
     parts = [p for p in path.strip("/").split("/") if p]

@@ -147,6 +147,12 @@ class ObjectStore:
             self._record("DELETED", plural, obj)
             return copy.deepcopy(obj)
 
+    def purge_namespace(self, namespace: str) -> None:
+        """Delete every object in ``namespace`` (what the namespace controller does after a delete)."""
+        with self._changed:
+            for plural, ns, name in [k for k in self._objects if k[1] == namespace]:
+                self.delete(plural, ns, name)
+
     def events(
         self, plural: str, since: int, stop: Callable[[], bool], poll: float = 0.5
     ) -> Iterator[WatchEvent | None]:
