@@ -3,8 +3,9 @@ datagrams on a real NOTIFY_SOCKET, `/metrics` and `/healthz` scraped over HTTP, 
 
 The daemon runs inside the parts of the unit's sandbox that a test can set up without systemd: the
 unit's system-call allow list (SystemCallFilter=@system-service ~@privileged ~@resources,
-SystemCallErrorNumber=EPERM, loaded with libseccomp as systemd does) and the kernel's PR_SET_MDWE
-(MemoryDenyWriteExecute=yes), each where this machine has it.
+SystemCallErrorNumber=EPERM, RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6; loaded with libseccomp
+as systemd does) and the kernel's PR_SET_MDWE (MemoryDenyWriteExecute=yes), each where this machine
+has it.
 """
 
 from __future__ import annotations
@@ -45,11 +46,18 @@ METRIC_NAMES = (
     "lifeline_cluster_state",
 )
 # argv: <comma-separated allowed system calls, or ""> <agent> <args...>. Sets PR_SET_MDWE where the
-# kernel has it, loads the allow list (everything else fails with EPERM), then becomes the agent.
+# kernel has it, loads the allow list (everything else fails with EPERM; socket() only for the unit's
+# RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6), then becomes the agent.
 SANDBOX_EXEC = textwrap.dedent(
     """
-    import ctypes, ctypes.util, os, sys
-    PR_SET_NO_NEW_PRIVS, PR_SET_MDWE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO_EPERM = 38, 65, 0x7FFF0000, 0x00050001
+    import ctypes, ctypes.util, os, socket, sys
+    PR_SET_NO_NEW_PRIVS, PR_SET_MDWE = 38, 65
+    SCMP_ACT_ALLOW, SCMP_ACT_ERRNO_EPERM, SCMP_CMP_EQ = 0x7FFF0000, 0x00050001, 4
+    FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
+
+    class ArgCompare(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_MDWE, 1, 0, 0, 0)
     allowed = [name for name in sys.argv[1].split(",") if name]
@@ -58,13 +66,24 @@ SANDBOX_EXEC = textwrap.dedent(
         seccomp.seccomp_init.restype = ctypes.c_void_p
         seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
         seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+        seccomp.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(ArgCompare)
+        ]
         seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
         context = seccomp.seccomp_init(SCMP_ACT_ERRNO_EPERM)
-        for name in allowed:
+
+        def allow(name, *conditions):
             number = seccomp.seccomp_syscall_resolve_name(name.encode())
-            if number >= 0 and seccomp.seccomp_rule_add(context, SCMP_ACT_ALLOW, number, 0) != 0:
+            array = (ArgCompare * max(1, len(conditions)))(*conditions)
+            if number >= 0 and seccomp.seccomp_rule_add_array(context, SCMP_ACT_ALLOW, number, len(conditions), array):
                 raise SystemExit(f"seccomp_rule_add({name}) failed")
+
+        for name in allowed:
+            if name == "socket":
+                for family in FAMILIES:
+                    allow(name, ArgCompare(0, SCMP_CMP_EQ, int(family), 0))
+            else:
+                allow(name)
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if seccomp.seccomp_load(context) != 0:
             raise SystemExit("seccomp_load failed")
