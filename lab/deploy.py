@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,9 +86,25 @@ class _Resolver:
             if key == "Fn::Split":
                 separator, text = argument
                 return str(self.resolve(text)).split(separator)
+            if key == "Fn::Sub":
+                return self._sub(argument)
             if key.startswith("Fn::"):
                 raise DeployError(f"intrinsic {key} is not supported by the lab deployer")
         return {key: self.resolve(item) for key, item in value.items()}
+
+    def _sub(self, argument: Any) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        values = {name: str(self.resolve(value)) for name, value in variables.items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in values:
+                return values[name]
+            if "." in name:
+                return self._attribute(*name.split(".", 1))
+            return self._ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", substitute, text)
 
     def _ref(self, name: str) -> str:
         if name in self.pseudo:
@@ -197,7 +214,7 @@ def synthesized_template(context: Mapping[str, Any]) -> dict[str, Any]:
     """Synthesize the CDK app in-process with ``context`` and return the stack's CloudFormation template."""
     from aws_cdk.assertions import Template
 
-    from app import build_app
+    from cdk.application import build_app
 
     _, stack = build_app(dict(context))
     return dict(Template.from_stack(stack).to_json())

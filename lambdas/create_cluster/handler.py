@@ -20,7 +20,7 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     if not isinstance(event, dict) or not isinstance(event.get("name"), str):
         raise InvalidRequest("CreateCluster input must be the normalised CreateCluster parameters")
     result = create_cluster(aws.client("eks"), event)
-    logger.info("create cluster", extra=result)
+    logger.info("create cluster", extra={"cluster": result["clusterName"], "newlyCreated": result["created"]})
     metrics.add_metric(name="ClustersCreated" if result["created"] else "ClustersAlreadyExisting",
                        unit=MetricUnit.Count, value=1)
     return result

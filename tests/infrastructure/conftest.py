@@ -46,7 +46,7 @@ class Synthesized:
 def _synthesize(context: dict[str, Any]) -> Synthesized:
     from aws_cdk.assertions import Template
 
-    from app import build_app
+    from cdk.application import build_app
 
     _, stack = build_app(context)
     template = Template.from_stack(stack)
