@@ -1,14 +1,16 @@
 """One HTTPS listener (a control-plane "instance"): werkzeug's threaded server with TLS done per connection.
 
 The TLS handshake runs in the connection's own thread (not in ``accept()``), so one stuck client cannot
-block the others. Client certificates are requested, not required; their validity period is checked by
-the authenticator, so an expired certificate gets a Kubernetes 401 rather than a TLS alert.
+block the others. Client certificates are requested, not required, and verified by the authenticator
+(issuer and validity), so a bad certificate gets a Kubernetes 401 rather than a TLS alert.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -19,7 +21,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 log = logging.getLogger(__name__)
 
-X509_V_FLAG_NO_CHECK_TIME = 0x200000
+X509_V_FLAG_NO_CHECK_TIME = 0x200000  # used when the verify callback cannot be installed
 HANDSHAKE_TIMEOUT = 10.0
 
 
@@ -31,7 +33,43 @@ def tls_context(directory: Path, ca_pem: bytes) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_OPTIONAL
     context.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
     context.set_alpn_protocols(["http/1.1"])
+    defer_client_verification(context)
     return context
+
+
+_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_ACCEPT_ANY = _VERIFY_CALLBACK(lambda preverify_ok, store_ctx: 1)
+SSL_VERIFY_PEER = 1
+
+
+def defer_client_verification(context: ssl.SSLContext) -> bool:
+    """Request a client certificate but leave its verification to the authenticator, as kube-apiserver does.
+
+    A certificate from another CA, or an expired one, then gets a Kubernetes 401 (kubectl: "You must be
+    logged in to the server (Unauthorized)") instead of a TLS alert. Python's ``ssl`` cannot set a verify
+    callback, so OpenSSL is called directly; the ``SSL_CTX`` pointer is checked against the context's own
+    verify mode and options first, and on any doubt nothing changes (the handshake then verifies
+    certificates itself, which is stricter, never looser).
+    """
+    try:
+        major, minor = ssl.OPENSSL_VERSION_INFO[:2]
+        soname = "libssl.so.3" if major >= 3 else f"libssl.so.{major}.{minor}"
+        # RTLD_NOLOAD: only the copy of libssl this Python already uses, never another one.
+        libssl = ctypes.CDLL(soname, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        ssl_ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+        libssl.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        libssl.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+        libssl.SSL_CTX_get_options.restype = ctypes.c_uint64
+        if (not ssl_ctx or libssl.SSL_CTX_get_verify_mode(ssl_ctx) != SSL_VERIFY_PEER
+                or libssl.SSL_CTX_get_options(ssl_ctx) != int(context.options)):
+            log.warning("client certificates are verified during the TLS handshake (OpenSSL context not found)")
+            return False
+        libssl.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
+        libssl.SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_PEER, _ACCEPT_ANY)
+        return True
+    except (OSError, AttributeError, ValueError) as exc:
+        log.warning("client certificates are verified during the TLS handshake: %s", exc)
+        return False
 
 
 def bind_same_port(ips: list[str], port: int, attempts: int = 50) -> tuple[dict[str, socket.socket], int]:
