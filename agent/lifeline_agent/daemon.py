@@ -90,7 +90,7 @@ class Daemon:
         wait = sleep or self._stopping.wait
         self.notifier.status("starting: probing the service link")
         self.link.is_up(fresh=True)
-        names = cluster_names(self.config, self.link)
+        names = [] if self._stopping.is_set() else cluster_names(self.config, self.link)
         if not names:
             log.warning("no cluster to manage yet (clusters = \"all\" and no lifeline/ secret found)")
         for name in names:

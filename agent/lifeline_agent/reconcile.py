@@ -74,6 +74,7 @@ class ClusterAgent:
         self.next_renewal: float | None = None
         self._deadline_for: tuple[float, float] | None = None
         self._secret_checked = float("-inf")
+        self._last_logged: tuple[ClusterState, str] | None = None
 
     # --- the step -----------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class ClusterAgent:
         try:
             cache = self._cache(now)
             delay = self._reconcile(cache, now)
-            self.failures, self.last_error = 0, None
+            self.failures, self.last_error, self._last_logged = 0, None, None
             self.state = ClusterState.READY
         except NeedsLink as exc:
             self._record_failure(ClusterState.NEEDS_LINK, str(exc), logging.ERROR)
@@ -103,7 +104,9 @@ class ClusterAgent:
     def _record_failure(self, state: ClusterState, message: str, level: int) -> None:
         self.failures += 1
         self.state, self.last_error = state, message
-        log.log(level, "%s: %s", state.value, message,
+        repeated = self._last_logged == (state, message)
+        self._last_logged = (state, message)
+        log.log(logging.DEBUG if repeated else level, "%s: %s", state.value, message,
                 extra={"cluster": self.cluster, "state": state.value, "failures": self.failures})  # fmt: skip
 
     def health(self) -> ClusterHealth:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -207,3 +209,267 @@ def test_renews_offline_with_its_own_certificate_and_kubectl_never_fails(
     assert len(expiries - {None}) >= 3
     assert not any(r.get("level") == "ERROR" for r in agent.records() if "needs-link" in str(r.get("message")))
     assert agent.stop() == 0
+
+
+def install_expired_certificate(lab: Any, cluster: str, kubeconfig: Path, user: str) -> bytes:
+    """What a host powered off for longer than the certificate's life finds: an expired kubeconfig."""
+    from lifeline_agent.kubeconfig import atomic_write, build_kubeconfig, dump_kubeconfig, load_kubeconfig
+
+    current = load_kubeconfig(kubeconfig.read_bytes())["clusters"][0]["cluster"]
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    cert, key = lab.control_plane(cluster).ca.issue_client_cert(user, ["lifeline:breakglass"], dt.timedelta(hours=1),
+                                                                not_before=long_ago)
+    expired = build_kubeconfig(cluster_name=cluster, server=current["server"],
+                               ca_pem=base64.b64decode(current["certificate-authority-data"]), user_name=user,
+                               client_cert_pem=cert, client_key_pem=key, tls_server_name=current["tls-server-name"])
+    data = dump_kubeconfig(expired)
+    atomic_write(kubeconfig, data)
+    return data
+
+
+def test_expired_certificate_with_the_link_down_needs_the_link_then_recovers(
+        lab, seeded_cluster, tmp_path, kubectl, link_restored, running_agents):
+    config = write_config(lab, tmp_path, [seeded_cluster], host_id="powered-off", probe_interval="1s")
+    state = tmp_path / "state"
+    kubeconfig = state / seeded_cluster / "kubeconfig"
+    assert run_agent(lab, config, "once").returncode == 0
+    expired = install_expired_certificate(lab, seeded_cluster, kubeconfig, "lifeline:powered-off")
+
+    link_restored.cut()
+    once = run_agent(lab, config, "once")
+    assert once.returncode == 3, once.stdout + once.stderr
+    assert "needs-link" in once.stdout
+    agent = RunningAgent(lab, config, tmp_path / "agent.log")
+    running_agents.append(agent)
+    wait_for(lambda: any(r["level"] == "ERROR" and r["message"].startswith("needs-link") for r in agent.records()),
+             30, "the daemon to report needs-link")
+    status = run_agent(lab, config, "status", "--json")
+    assert status.returncode == 3
+    assert json.loads(status.stdout)[0]["state"] == "needs-link"
+    assert kubeconfig.read_bytes() == expired  # the last kubeconfig is kept
+
+    link_restored.restore()
+    wait_for(lambda: read_status(state, seeded_cluster).get("state") == "ready", 60, "recovery after the link")
+    assert agent.process.poll() is None  # recovered without a restart
+    rc, out, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err
+    assert kubeconfig.with_name("kubeconfig.prev").read_bytes() == expired
+
+
+def test_deleted_breakglass_binding_means_revoked_without_a_tight_retry(lab, seeded_cluster, tmp_path, monkeypatch):
+    from kubernetes import client
+    from lifeline_agent.config import load_config
+    from lifeline_agent.daemon import make_link_monitor
+    from lifeline_agent.observability import ClusterState
+    from lifeline_agent.reconcile import ClusterAgent
+
+    config_path = write_config(lab, tmp_path, [seeded_cluster], timing={"backoff_cap": 120})
+    assert run_agent(lab, config_path, "once").returncode == 0
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    before = kubeconfig.read_bytes()
+    with lab.kubernetes_api_client(seeded_cluster) as api:
+        client.RbacAuthorizationV1Api(api).delete_cluster_role_binding("lifeline-breakglass")
+
+    once = run_agent(lab, config_path, "once")
+    assert once.returncode == 4, once.stdout + once.stderr
+    assert "revoked" in once.stdout
+    verify = run_agent(lab, config_path, "verify", seeded_cluster)
+    assert verify.returncode == 4
+    assert "REVOKED" in verify.stdout and "lifeline-breakglass" in verify.stdout
+    assert kubeconfig.read_bytes() == before
+
+    for name, value in agent_env(lab).items():
+        monkeypatch.setenv(name, value)
+    config = load_config(config_path)
+    agent = ClusterAgent(config, seeded_cluster, make_link_monitor(config, None))
+    delays = [agent.step() for _ in range(2)]
+    assert agent.state is ClusterState.REVOKED
+    assert all(delay >= 120 for delay in delays), delays  # waits the backoff cap, not a tight loop
+    lab.seed_cluster_for_agent(seeded_cluster)  # the Region workflow puts the binding back
+    agent.step()
+    assert agent.state is ClusterState.READY
+
+
+def test_ca_change_in_the_secret_reissues_and_a_wrong_ca_keeps_the_last_good_kubeconfig(
+        lab, seeded_cluster, tmp_path, kubectl):
+    from lifeline_agent.contract import ClusterSecret, secret_name
+    from lifeline_agent.kube import from_kubeconfig
+    from lifeline_agent.kubeconfig import load_kubeconfig
+
+    from lab.pki import ClusterCA
+
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    assert run_agent(lab, config, "once").returncode == 0
+    first = kubeconfig.read_bytes()
+    secrets_client = lab.client("secretsmanager")
+    original = ClusterSecret.from_json(secrets_client.get_secret_value(SecretId=secret_name(seeded_cluster))
+                                       ["SecretString"])
+
+    def publish_ca(ca_pem: bytes) -> None:
+        data = base64.b64encode(ca_pem).decode()
+        document = original.to_dict() | {"certificateAuthorityData": data}
+        document["caSha256"] = hashlib.sha256(ca_pem).hexdigest()
+        changed = ClusterSecret.from_dict(document)
+        secrets_client.put_secret_value(SecretId=secret_name(seeded_cluster), SecretString=changed.to_json())
+
+    # Rotation starts: the Region publishes a bundle with a new CA next to the current one.
+    bundle = ClusterCA.create("kubernetes-next").cert_pem + original.ca_pem
+    publish_ca(bundle)
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CA changed" in result.stderr
+    target, credential = from_kubeconfig(load_kubeconfig(kubeconfig.read_bytes()))
+    assert target.ca_pem == bundle
+    assert credential.cert_pem != from_kubeconfig(load_kubeconfig(first))[1].cert_pem  # re-issued
+    assert kubeconfig.with_name("kubeconfig.prev").read_bytes() == first
+    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err
+
+    # A CA the API server's certificate does not chain to: nothing may replace the working kubeconfig.
+    good = kubeconfig.read_bytes()
+    publish_ca(ClusterCA.create("impostor").cert_pem)
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "TlsError" in result.stdout
+    assert kubeconfig.read_bytes() == good
+    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err
+
+
+def unshare_without_hosts(tmp_path: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in a mount namespace where /etc/hosts is empty: ``localhost`` does not resolve."""
+    empty = tmp_path / "empty-hosts"
+    empty.write_text("")
+    script = 'mount --bind "$0" /etc/hosts && if getent hosts localhost; then exit 97; fi; exec "$@"'
+    return subprocess.run(["unshare", "--mount", "sh", "-c", script, str(empty), *command], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+
+
+def test_kubeconfig_works_when_the_endpoint_name_does_not_resolve(lab, seeded_cluster, tmp_path):
+    from tests.conftest import KUBECTL
+
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    assert run_agent(lab, config, "once").returncode == 0
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    cluster = kubeconfig_cluster(kubeconfig)
+    assert cluster["server"].startswith("https://127.0.0.1:")
+    assert cluster["tls-server-name"] == "localhost"
+
+    probe = unshare_without_hosts(tmp_path, ["true"], agent_env(lab))
+    if probe.returncode == 97:
+        pytest.skip("localhost still resolves without /etc/hosts on this machine")
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --mount is not permitted here: {probe.stderr.strip()}")
+    kubectl_run = unshare_without_hosts(tmp_path, [str(KUBECTL), f"--kubeconfig={kubeconfig}", "get", "svc",
+                                                   "kubernetes", "-n", "default"], agent_env(lab))
+    assert kubectl_run.returncode == 0, kubectl_run.stderr
+    assert "kubernetes" in kubectl_run.stdout
+    # The agent itself, with the link up but DNS gone, keeps the cached address and stays ready.
+    once = unshare_without_hosts(tmp_path, [str(AGENT), "once", "--config", str(config)], agent_env(lab))
+    assert once.returncode == 0, once.stdout + once.stderr
+    verify = unshare_without_hosts(tmp_path, [str(AGENT), "verify", "--config", str(config)], agent_env(lab))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert kubeconfig_cluster(kubeconfig)["server"] == cluster["server"]
+
+
+def kubeconfig_cluster(path: Path) -> dict[str, Any]:
+    from lifeline_agent.kubeconfig import load_kubeconfig
+
+    return dict(load_kubeconfig(path.read_bytes())["clusters"][0]["cluster"])
+
+
+def test_fails_over_to_another_cached_address_when_the_first_dies(lab, seeded_cluster, tmp_path, kubectl):
+    control_plane = lab.control_plane(seeded_cluster)
+    control_plane.start_listener("127.0.0.2")  # a second control-plane instance
+    try:
+        config = write_config(lab, tmp_path, [seeded_cluster],
+                              cluster={seeded_cluster: {"endpoint_ips": ["127.0.0.2"]}})
+        assert run_agent(lab, config, "once").returncode == 0
+        kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+        assert kubeconfig_cluster(kubeconfig)["server"].startswith("https://127.0.0.2:")
+        cached = json.loads((tmp_path / "state" / seeded_cluster / "cluster.json").read_text())
+        assert cached["ips"][:2] == ["127.0.0.2", "127.0.0.1"]
+    finally:
+        control_plane.stop_listener("127.0.0.2")
+
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "127.0.0.2 stopped answering" in result.stderr
+    assert kubeconfig_cluster(kubeconfig)["server"].startswith("https://127.0.0.1:")
+    rc, out, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err
+
+
+def test_three_clusters_in_one_agent_each_with_its_own_kubeconfig_and_state(lab, tmp_path, kubectl, unique_name):
+    names = [f"{unique_name[:40]}-{i}" for i in range(3)]
+    for name in names:
+        lab.create_local_cluster(name)
+        lab.seed_cluster_for_agent(name)
+    config = write_config(lab, tmp_path, names)
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    servers = set()
+    for name in names:
+        directory = tmp_path / "state" / name
+        assert {"kubeconfig", "key.pem", "cluster.json", "status.json"} <= {p.name for p in directory.iterdir()}
+        servers.add(kubeconfig_cluster(directory / "kubeconfig")["server"])
+        rc, _, err = kubectl(directory / "kubeconfig", "get", "svc", "kubernetes", "-n", "default")
+        assert rc == 0, err
+    assert len(servers) == 3
+    keys = {(tmp_path / "state" / name / "key.pem").read_bytes() for name in names}
+    assert len(keys) == 3
+
+    table = run_agent(lab, config, "status")
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["CLUSTER", "STATE", "EXPIRES"]
+    assert "KUBECONFIG" in lines[0]
+    assert sorted(line.split()[0] for line in lines[1:]) == sorted(names)
+    assert all(line.split()[1] == "ready" for line in lines[1:])
+    documents = json.loads(run_agent(lab, config, "status", "--json").stdout)
+    assert {d["cluster"]: d["state"] for d in documents} == dict.fromkeys(names, "ready")
+    verify = run_agent(lab, config, "verify")
+    assert verify.returncode == 0, verify.stdout
+    assert verify.stdout.count(": OK: ") == 3
+
+
+def test_get_token_prints_an_exec_credential(lab):
+    from lifeline_agent.eks_token import decode_token
+
+    env = agent_env(lab) | {"AWS_ENDPOINT_URL": lab.outpost_region_url}
+    result = subprocess.run([str(AGENT), "get-token", "--cluster", "edge-1", "--region", "us-west-2"],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    credential = json.loads(result.stdout)
+    assert credential["kind"] == "ExecCredential"
+    url = decode_token(credential["status"]["token"])
+    assert url.startswith(lab.outpost_region_url)
+    assert "x-k8s-aws-id" in url.lower()
+
+
+def test_bootstrap_kubeconfig_is_used_instead_of_an_iam_token(lab, seeded_cluster, tmp_path):
+    from lifeline_agent.kubeconfig import atomic_write, build_kubeconfig, dump_kubeconfig
+
+    control_plane = lab.control_plane(seeded_cluster)
+    cert, key = control_plane.ca.issue_client_cert("bootstrap:rack-7", ["lifeline:agents"])
+    bootstrap = tmp_path / "bootstrap.kubeconfig"
+    atomic_write(bootstrap, dump_kubeconfig(build_kubeconfig(
+        cluster_name=seeded_cluster, server=control_plane.endpoint, ca_pem=control_plane.ca_pem,
+        user_name="bootstrap", client_cert_pem=cert, client_key_pem=key)))
+    config = write_config(lab, tmp_path, [seeded_cluster],
+                          cluster={seeded_cluster: {"bootstrap_kubeconfig": str(bootstrap)}})
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    requests, _ = control_plane.store.list("certificatesigningrequests")
+    assert [csr["spec"]["username"] for csr in requests] == ["bootstrap:rack-7"]
+
+
+def test_run_stops_cleanly_on_sigterm(lab, seeded_cluster, tmp_path, running_agents):
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    agent = RunningAgent(lab, config, tmp_path / "agent.log")
+    running_agents.append(agent)
+    wait_for(lambda: read_status(tmp_path / "state", seeded_cluster).get("state") == "ready", 60, "ready")
+    assert agent.stop() == 0
+    messages = [r["message"] for r in agent.records()]
+    assert "stopping on SIGTERM" in messages and messages[-1] == "stopped"
