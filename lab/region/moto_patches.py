@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from botocore.auth import SigV4QueryAuth
@@ -212,8 +212,8 @@ def patch_eks_local_clusters() -> None:
         emit_cloudtrail_event(backend.account_id, backend.region_name, "CreateCluster", creator, request_parameters)
         return ActionResult({"cluster": cluster})
 
-    EKSBackend.describe_cluster = describe_cluster
-    EKSResponse.create_cluster = create_cluster
+    EKSBackend.describe_cluster = describe_cluster  # type: ignore[method-assign]
+    EKSResponse.create_cluster = create_cluster  # type: ignore[method-assign]
 
 
 def _make_lab_cluster(cluster: Any, outpost_config: dict[str, Any] | None, creator: str) -> None:
@@ -484,7 +484,7 @@ def patch_lambda_in_process() -> None:
     def _invoke_lambda(self: Any, event: str | None = None) -> tuple[str, bool, str]:
         return run_handler_in_process(self, event if event is not None else "{}")
 
-    LambdaFunction._invoke_lambda = _invoke_lambda
+    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
 
 
 # --- EventBridge -----------------------------------------------------------------------------------
@@ -494,7 +494,7 @@ def _target_input(target: dict[str, Any], event: dict[str, Any]) -> str:
     if "Input" in target:
         return str(target["Input"])
     if "InputPath" in target:
-        from jsonpath_ng.ext import parse
+        from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
 
         matches = parse(target["InputPath"]).find(event)
         return json.dumps(matches[0].value if matches else None)
@@ -506,7 +506,7 @@ def _target_input(target: dict[str, Any], event: dict[str, Any]) -> str:
             EventTemplateParser.parse(
                 input_template=transformer.get("InputTemplate"),
                 input_paths_map=transformer.get("InputPathsMap", {}),
-                event=event,
+                event=cast(Any, event),
             )
         )
     return json.dumps({k: v for k, v in event.items() if k != "ingestion-time"})
@@ -562,9 +562,9 @@ def patch_events_state_machine_targets() -> None:
         if others:
             shadow = copy.copy(self)
             shadow.targets = others
-            original_send(shadow, original_event, transform_input)
+            original_send(shadow, cast(Any, original_event), transform_input)
 
-    Rule.send_to_targets = send_to_targets
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]
 
 
 def patch_events_recording() -> None:
@@ -591,4 +591,4 @@ def patch_events_recording() -> None:
                 )
         return entries
 
-    EventsBackend.put_events = put_events
+    EventsBackend.put_events = put_events  # type: ignore[method-assign]
