@@ -90,10 +90,14 @@ def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
             found.append((number, value))
         elif wire == 2:
             length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated length-delimited field")
             found.append((number, data[pos : pos + length]))
             pos += length
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
+            if pos > len(data):
+                raise ValueError("truncated fixed-size field")
         else:
             raise ValueError(f"unsupported wire type {wire}")
     return found
