@@ -100,7 +100,9 @@ class Lab:
         self.signing_duration_seconds = signing_duration_seconds
         self.min_expiration_seconds = min_expiration_seconds
         self.sts_timeout = sts_timeout
-        self.region = Region(provisioner=self._provision, activation_delay=activation_delay)
+        self.region = Region(
+            provisioner=self._provision, deprovisioner=self._deprovision, activation_delay=activation_delay
+        )
         self.link = ServiceLink()
         self.outpost_region_url = ""
         self.creator: Principal | None = None  # set by start()
@@ -244,6 +246,14 @@ class Lab:
             self._control_planes[name] = control_plane
         ca_pem = control_plane.ca_pem
         return endpoint, ca_pem if isinstance(ca_pem, bytes) else ca_pem.encode("ascii")
+
+    def _deprovision(self, name: str) -> None:
+        """Called by the patched EKS DeleteCluster: stop the cluster's control plane and its link route."""
+        with self._lock:
+            control_plane = self._control_planes.pop(name, None)
+        self.link.remove_route(f"cluster-{name}")
+        if control_plane is not None:
+            control_plane.stop()
 
     def create_local_cluster(
         self,

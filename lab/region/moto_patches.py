@@ -51,6 +51,7 @@ class ProvisionRequest:
 
 
 Provisioner = Callable[[str, ProvisionRequest], tuple[str, bytes]]
+Deprovisioner = Callable[[str], None]
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RegionHooks:
     region_url: str = ""
     activation_delay: float = 0.0
     provisioner: Provisioner | None = None
+    deprovisioner: Deprovisioner | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     delivered: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -165,7 +167,7 @@ def patch_eks_local_clusters() -> None:
     # moto's CreateCluster drops outpostConfig, has no id/health, is ACTIVE at once and returns a random
     # string as CA. EKS local clusters keep outpostConfig, have an id, stay CREATING for a while (maybe
     # forever, with health issues) and, once ACTIVE, return the CA (base64 PEM) and endpoint of a real
-    # control plane: the lab's, started by the provisioner callback.
+    # control plane: the lab's, started by the provisioner callback. DeleteCluster stops it again.
     from moto.eks.models import EKSBackend
     from moto.eks.responses import EKSResponse
 
@@ -212,7 +214,17 @@ def patch_eks_local_clusters() -> None:
         emit_cloudtrail_event(backend.account_id, backend.region_name, "CreateCluster", creator, request_parameters)
         return ActionResult({"cluster": cluster})
 
+    original_delete = EKSBackend.delete_cluster
+
+    def delete_cluster(self: Any, name: str) -> Any:
+        cluster = original_delete(self, name)
+        if _hooks.deprovisioner is not None and getattr(cluster, "lab_endpoint", None):
+            _hooks.deprovisioner(name)
+        cluster.status = "DELETING"
+        return cluster
+
     EKSBackend.describe_cluster = describe_cluster  # type: ignore[method-assign]
+    EKSBackend.delete_cluster = delete_cluster  # type: ignore[method-assign]
     EKSResponse.create_cluster = create_cluster  # type: ignore[method-assign]
 
 

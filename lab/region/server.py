@@ -10,7 +10,7 @@ from typing import Any
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from lab.region import moto_patches
-from lab.region.moto_patches import ACCOUNT_ID, Provisioner, RegionHooks
+from lab.region.moto_patches import ACCOUNT_ID, Deprovisioner, Provisioner, RegionHooks
 
 REGION_NAME = "us-west-2"
 _running_lock = threading.Lock()
@@ -25,9 +25,16 @@ class Region:
     """moto on ``127.0.0.1:<port>``; ``url`` is the direct address (Region-side callers)."""
 
     def __init__(
-        self, *, provisioner: Provisioner | None = None, activation_delay: float = 0.0, host: str = "127.0.0.1"
+        self,
+        *,
+        provisioner: Provisioner | None = None,
+        deprovisioner: Deprovisioner | None = None,
+        activation_delay: float = 0.0,
+        host: str = "127.0.0.1",
     ) -> None:
-        self.hooks = RegionHooks(activation_delay=activation_delay, provisioner=provisioner)
+        self.hooks = RegionHooks(
+            activation_delay=activation_delay, provisioner=provisioner, deprovisioner=deprovisioner
+        )
         self.host = host
         self.port = 0
         self._server: ThreadedMotoServer | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
 import tempfile
 import time
@@ -58,3 +59,16 @@ def test_extended_cluster_is_reached_through_the_link(lab: Any, unique_name: str
     link_port = int(info.endpoint.rsplit(":", 1)[1])
     assert link_port in lab.link.routes().values()
     assert link_port != lab.control_plane(unique_name).port
+
+
+def test_delete_cluster_stops_its_control_plane(lab: Any, unique_name: str) -> None:
+    info = lab.create_local_cluster(unique_name)
+    control_plane_port = lab.control_plane(unique_name).port
+    deleted = lab.client("eks").delete_cluster(name=unique_name)["cluster"]
+    assert deleted["status"] == "DELETING"
+    with pytest.raises(LabError, match="no control plane"):
+        lab.control_plane(unique_name)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", control_plane_port), timeout=2).close()
+    assert unique_name not in lab.client("eks").list_clusters()["clusters"]
+    assert info.endpoint.endswith(f":{control_plane_port}")
