@@ -75,6 +75,7 @@ class ClusterAgent:
         self._deadline_for: tuple[float, float] | None = None
         self._secret_checked = float("-inf")
         self._last_logged: tuple[ClusterState, str] | None = None
+        self.store.remove_stale_sessions()
 
     # --- the step -----------------------------------------------------------------------------------
 
@@ -92,7 +93,7 @@ class ClusterAgent:
         except Revoked as exc:
             self._record_failure(ClusterState.REVOKED, str(exc), logging.ERROR)
             delay = self.config.timing.backoff_cap
-        except (kube.KubeError, RegionError, ContractError, CertificateError, StoreError, OSError) as exc:
+        except (kube.KubeError, RegionError, StoreError, ValueError, OSError) as exc:
             still_serving = self.not_after is not None and self.not_after > now and self.last_verified is not None
             state = ClusterState.RENEWING if still_serving else ClusterState.FAILED
             self._record_failure(state, f"{type(exc).__name__}: {exc}", logging.WARNING)
@@ -169,8 +170,16 @@ class ClusterAgent:
             if cached is None:
                 raise NeedsLink("no cached cluster secret yet and the service link is down")
             return cached
-        secret = fetch_secret(self.cluster, region=self.config.region, endpoint_url=self.config.aws_endpoint_url,
-                              timeout=self.config.timing.api_timeout)  # fmt: skip
+        try:
+            secret = fetch_secret(self.cluster, region=self.config.region, endpoint_url=self.config.aws_endpoint_url,
+                                  timeout=self.config.timing.api_timeout)  # fmt: skip
+        except (RegionError, ContractError) as exc:
+            if cached is None:
+                raise
+            log.warning("keeping the cached cluster secret: %s", exc, extra={"cluster": self.cluster})
+            self._secret_checked = time.monotonic() - self.config.timing.secret_refresh_interval \
+                + self.config.probe_interval
+            return cached
         self._secret_checked = time.monotonic()
         ips = self._addresses(secret, cached)
         fresh = CachedCluster(secret=secret, ips=ips, fetched_at=now)
@@ -282,9 +291,15 @@ class ClusterAgent:
             except (OSError, ValueError, KeyError) as exc:
                 raise CertificateError(f"bootstrap kubeconfig {path}: {exc}") from None
             return credential
+        import botocore.exceptions
+
         from lifeline_agent.eks_token import get_token
 
-        token = get_token(secret.token_cluster_id, region=self.config.region, endpoint_url=self.config.aws_endpoint_url)
+        try:
+            token = get_token(secret.token_cluster_id, region=self.config.region,
+                              endpoint_url=self.config.aws_endpoint_url)  # fmt: skip
+        except botocore.exceptions.BotoCoreError as exc:
+            raise RegionError(f"cannot make an EKS IAM token: {exc}") from None
         return kube.Credential(token=token.token)
 
     def _issue_with(self, cache: CachedCluster, credential: kube.Credential, prefer_ip: str | None) -> None:

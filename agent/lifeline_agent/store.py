@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,18 @@ class ClusterStore:
         return self.path(KUBECONFIG)
 
     def ensure(self) -> None:
-        self.directory.mkdir(mode=0o750 if self.operators_group else 0o700, parents=True, exist_ok=True)
+        """Create the directory: 0700, or 0750 with the operators' group so they can reach the kubeconfig."""
+        if self.directory.is_dir():
+            return
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.operators_group:
+            os.chown(self.directory, -1, grp.getgrnam(self.operators_group).gr_gid)
+            self.directory.chmod(0o750)
+
+    def remove_stale_sessions(self) -> None:
+        """Remove API-session directories (copies of the key) that a killed agent left behind."""
+        for stale in self.directory.glob(".session-*") if self.directory.is_dir() else ():
+            shutil.rmtree(stale, ignore_errors=True)
 
     # --- the kubeconfig -----------------------------------------------------------------------------
 

@@ -473,3 +473,25 @@ def test_run_stops_cleanly_on_sigterm(lab, seeded_cluster, tmp_path, running_age
     assert agent.stop() == 0
     messages = [r["message"] for r in agent.records()]
     assert "stopping on SIGTERM" in messages and messages[-1] == "stopped"
+
+
+def test_endpoint_change_in_the_secret_gives_a_new_kubeconfig(lab, seeded_cluster, tmp_path, kubectl):
+    from lifeline_agent.contract import ClusterSecret, secret_name
+
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    assert run_agent(lab, config, "once").returncode == 0
+    assert kubeconfig_cluster(kubeconfig)["tls-server-name"] == "localhost"
+    secrets_client = lab.client("secretsmanager")
+    secret = ClusterSecret.from_json(secrets_client.get_secret_value(SecretId=secret_name(seeded_cluster))
+                                     ["SecretString"])
+    port = lab.control_plane(seeded_cluster).port
+    moved = ClusterSecret.from_dict(secret.to_dict() | {"endpoint": f"https://127.0.0.1:{port}"})
+    secrets_client.put_secret_value(SecretId=secret_name(seeded_cluster), SecretString=moved.to_json())
+
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "endpoint changed" in result.stderr
+    assert kubeconfig_cluster(kubeconfig)["tls-server-name"] == "127.0.0.1"
+    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err

@@ -42,6 +42,15 @@ def test_install_writes_0600_and_keeps_the_previous_generation(tmp_path):
     assert sorted(p.name for p in store.directory.iterdir()) == ["key.pem", "kubeconfig", "kubeconfig.prev"]
 
 
+def test_stale_session_directories_are_removed(tmp_path):
+    store = ClusterStore(tmp_path / "edge")
+    store.ensure()
+    (store.directory / ".session-abc").mkdir()
+    (store.directory / ".session-abc" / "client.key").write_bytes(b"KEY")
+    store.remove_stale_sessions()
+    assert list(store.directory.iterdir()) == []
+
+
 def test_a_failed_swap_leaves_the_installed_kubeconfig_untouched(tmp_path, monkeypatch):
     store = ClusterStore(tmp_path / "edge")
     store.install(config("1"), b"KEY-1")
@@ -63,6 +72,7 @@ def test_operators_group_gets_read_access(tmp_path):
     store.install(config("1"), b"KEY-1")
     store.install(config("2"), b"KEY-2")
     gid = grp.getgrnam(group).gr_gid
+    assert (mode(store.directory), store.directory.stat().st_gid) == (0o750, gid)
     for name in ("kubeconfig", "kubeconfig.prev"):
         assert mode(store.path(name)) == 0o640
         assert store.path(name).stat().st_gid == gid
