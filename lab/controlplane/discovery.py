@@ -67,6 +67,47 @@ def api_resource_list(group: str, version: str) -> Obj | None:
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
 
 
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Does the client's Accept header ask for aggregated discovery (apidiscovery.k8s.io/v2)?"""
+    return any("g=apidiscovery.k8s.io" in part and "v=v2" in part.replace("v=v2beta1", "")
+               for part in accept.split(","))
+
+
+def _aggregated_resource(rtype: ResourceType) -> Obj:
+    kind = {"group": "", "version": "", "kind": rtype.kind}
+    entry: Obj = {
+        "resource": rtype.plural,
+        "responseKind": kind,
+        "scope": "Namespaced" if rtype.namespaced else "Cluster",
+        "singularResource": rtype.singular,
+        "verbs": list(rtype.verbs),
+    }
+    if rtype.short_names:
+        entry["shortNames"] = list(rtype.short_names)
+    if rtype.subresources:
+        entry["subresources"] = [{"subresource": sub, "responseKind": kind, "verbs": ["get", "patch", "update"]}
+                                 for sub in rtype.subresources]
+    return entry
+
+
+def aggregated_discovery(legacy: bool) -> Obj:
+    """``/api`` (legacy=True: the core group) or ``/apis`` as an ``APIGroupDiscoveryList``."""
+    items = []
+    for group, versions in group_versions().items():
+        if (group == "") != legacy:
+            continue
+        listed = [{"version": v, "resources": [_aggregated_resource(t) for t in types_in(group, v)],
+                   "freshness": "Current"} for v in versions]
+        metadata: Obj = {"creationTimestamp": None}
+        if group:
+            metadata["name"] = group
+        items.append({"metadata": metadata, "versions": listed})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
+
+
 def _openapi_key(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
