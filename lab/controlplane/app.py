@@ -163,8 +163,8 @@ class ApiServerApp:
         if path == "/version":
             return self.json(self.version_info)
         if path in ("/api", "/apis") and discovery.wants_aggregated(request.headers.get("Accept", "")):
-            document = discovery.aggregated_discovery(legacy=path == "/api")
-            return self.json(document, content_type=discovery.AGGREGATED_V2)
+            aggregated = discovery.aggregated_discovery(legacy=path == "/api")
+            return self.json(aggregated, content_type=discovery.AGGREGATED_V2)
         if path == "/api":
             return self.json(discovery.api_versions(self.server_address()))
         if path == "/apis":
