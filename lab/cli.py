@@ -234,7 +234,8 @@ def print_summary(lab: Any, admin_url: str, files: dict[str, Path]) -> None:
     print(f"  admin API                {admin_url}")
     for label, path in files.items():
         print(f"  {label:<24} {path}")
-    print(f"Use it: source {files['env']}; kubectl --kubeconfig {files['kubeconfig-iam']} get svc")
+    kubectl = REPO / ".venv" / "bin" / "kubectl"
+    print(f"Use it: source {files['env']}; {kubectl} --kubeconfig {files['kubeconfig-iam']} get svc")
 
 
 def start_detached(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response
 ACCOUNT_ID = "123456789012"
 LOCAL_PLATFORM_VERSION = "eks-local-outposts.1"
 DEFAULT_KUBERNETES_VERSION = "1.31"
+LOCAL_CLUSTER_VERSIONS = ("1.29", "1.30", "1.31", "1.32")
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 _PATCHED_MARK = "_lifeline_lab_patched"
@@ -182,13 +183,19 @@ def patch_eks_local_clusters() -> None:
         from moto.core.responses import ActionResult
 
         name = self._get_param("name")
+        version = self._get_param("version") or DEFAULT_KUBERNETES_VERSION
         outpost_config = self._get_param("outpostConfig")
         if outpost_config is not None:
             outpost_config = validate_outpost_config(outpost_config)
+            if version not in LOCAL_CLUSTER_VERSIONS:
+                raise _EksErrors.invalid_parameter(
+                    f"Kubernetes version {version} is not supported for local clusters on AWS Outposts; "
+                    f"supported: {', '.join(LOCAL_CLUSTER_VERSIONS)}"
+                )
         backend = self.eks_backend
         cluster = backend.create_cluster(
             name=name,
-            version=self._get_param("version") or DEFAULT_KUBERNETES_VERSION,
+            version=version,
             role_arn=self._get_param("roleArn"),
             resources_vpc_config=self._get_param("resourcesVpcConfig"),
             kubernetes_network_config=self._get_param("kubernetesNetworkConfig"),

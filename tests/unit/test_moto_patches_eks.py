@@ -114,6 +114,16 @@ def test_invalid_outpost_config_is_rejected_like_eks(
     assert provisioner.requests == []
 
 
+def test_local_cluster_version_must_be_one_eks_supports_on_outposts(
+    lab: Any, provisioner: Recorder, unique_name: str
+) -> None:
+    with pytest.raises(ClientError) as caught:
+        _create(lab, unique_name, outpostConfig=_local(), version="1.27")
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert "1.29, 1.30, 1.31, 1.32" in caught.value.response["Error"]["Message"]
+    assert _create(lab, unique_name, outpostConfig=_local(), version="1.29")["version"] == "1.29"
+
+
 def test_provisioning_failure_leaves_no_cluster(lab: Any, provisioner: Recorder, unique_name: str) -> None:
     provisioner.fail = True
     with pytest.raises(ClientError) as caught:
