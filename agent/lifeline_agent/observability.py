@@ -129,7 +129,7 @@ class Observer:
         if previous is None or previous.state != health.state:
             log.info(
                 "cluster state %s -> %s",
-                previous.state if previous else None,
+                previous.state if previous else "(new)",
                 health.state,
                 extra={"cluster": health.cluster, "state": str(health.state), "error": health.last_error},
             )
@@ -193,8 +193,11 @@ def _problem(health: ClusterHealth, now: float) -> str | None:
         return f"{name}: {health.state}{detail}"
     if health.last_verified is None:
         return f"{name}: kubeconfig never verified"
-    if health.certificate_not_after is None or health.certificate_not_after <= now:
-        return f"{name}: certificate expired"
+    if health.certificate_not_after is None:
+        return f"{name}: no certificate installed"
+    if health.certificate_not_after <= now:
+        expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(health.certificate_not_after))
+        return f"{name}: certificate expired at {expired}"
     if not Path(health.kubeconfig_path).is_file():
         return f"{name}: kubeconfig missing at {health.kubeconfig_path}"
     return None

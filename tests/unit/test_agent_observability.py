@@ -112,6 +112,7 @@ def test_healthy_only_when_every_cluster_has_a_verified_unexpired_kubeconfig(
     cases = {
         "expired": ready("edge", kubeconfig_file, certificate_not_after=NOW - 1),
         "never verified": ready("edge", kubeconfig_file, last_verified=None),
+        "no certificate": ready("edge", kubeconfig_file, certificate_not_after=None),
         "missing": ready("edge", tmp_path / "absent"),
         "needs-link": ready("edge", kubeconfig_file, state=ClusterState.NEEDS_LINK, last_error="certificate expired"),
         "revoked": ready("edge", kubeconfig_file, state=ClusterState.REVOKED),
