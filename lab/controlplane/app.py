@@ -252,7 +252,12 @@ class ApiServerApp:
         def stop() -> bool:
             return self.stopping.is_set() or time.monotonic() >= deadline
 
+        as_table = "as=Table" in request.headers.get("Accept", "")
+        include = request.args.get("includeObject", "Metadata")
+
         def line(kind: str, obj: Obj) -> bytes:
+            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = tables.table(rtype.plural, [obj], obj["metadata"].get("resourceVersion", ""), include)
             return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
         initial_events = request.args.get("sendInitialEvents", "").lower() == "true"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from lifeline_agent.kubeconfig import build_kubeconfig, dump_kubeconfig
 
 from lab.controlplane import ControlPlane, ControlPlaneOptions
-from tests.conftest import run_kubectl
+from tests.conftest import KUBECTL, run_kubectl
 
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 
@@ -244,3 +245,21 @@ def test_approve_without_signer_permission_is_forbidden(
     approved = run_kubectl(approver, "certificate", "approve", name)
     assert approved.rc == 0, approved.stderr
     assert "Approved" in wait_for_condition(admin, name, "Issued")
+
+
+def test_get_csr_watch_shows_each_transition(admin: Path, tmp_path: Path) -> None:
+    name = unique("watched")
+    assert run_kubectl(admin, "create", "-f", str(csr_file(tmp_path, name, usages=["client auth"]))).rc == 0
+    watcher = subprocess.Popen([str(KUBECTL), f"--kubeconfig={admin}", "get", "csr", name, "-w",
+                                "--request-timeout=20s"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().split()[-1] == "CONDITION"
+        assert watcher.stdout.readline().split()[-1] == "Pending"
+        assert run_kubectl(admin, "certificate", "approve", name).rc == 0
+        assert watcher.stdout.readline().split()[-1] == "Approved"
+        assert watcher.stdout.readline().split()[-1] == "Approved,Issued"
+    finally:
+        watcher.kill()
+        watcher.communicate()
