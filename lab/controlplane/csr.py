@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from lab.pki import ClusterCA, CsrError, parse_csr
@@ -27,6 +28,9 @@ KIND = "CertificateSigningRequest"
 KUBE_APISERVER_CLIENT = "kubernetes.io/kube-apiserver-client"
 BACKDATE = dt.timedelta(minutes=5)
 SIGNING_DELAY = 0.05
+GC_INTERVAL = 30.0
+FINISHED_TTL = dt.timedelta(hours=1)
+PENDING_TTL = dt.timedelta(hours=24)
 VALID_USAGES = sorted([
     "signing", "digital signature", "content commitment", "key encipherment", "key agreement",
     "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth",
@@ -184,7 +188,11 @@ class Signer:
     def _run(self) -> None:
         since = self.store.resource_version
         self._sweep()
+        next_collection = time.monotonic() + GC_INTERVAL
         for event in self.store.events(PLURAL, since, self._stopped.is_set):
+            if time.monotonic() >= next_collection:
+                self.collect_garbage()
+                next_collection = time.monotonic() + GC_INTERVAL
             if event is None or event.type == "DELETED":
                 continue
             if self._wants_signing(event.object):
@@ -196,6 +204,46 @@ class Signer:
         for csr in items:
             if self._wants_signing(csr):
                 self._sign_one(csr["metadata"]["name"])
+
+    def collect_garbage(self) -> list[str]:
+        """Delete CSRs as kube-controller-manager's csrcleaner does; returns the names deleted.
+
+        Approved, denied or failed: one hour after that condition. Pending: 24 hours after creation.
+        Issued: also once the certificate has expired.
+        """
+        now = self.now()
+        doomed = []
+        for csr in self.store.list(PLURAL)[0]:
+            if self._expired(csr, now):
+                doomed.append(csr["metadata"]["name"])
+        for name in doomed:
+            try:
+                self.store.delete(PLURAL, "", name)
+            except errors.ApiError:
+                continue
+        return doomed
+
+    @staticmethod
+    def _expired(csr: Obj, now: dt.datetime) -> bool:
+        def parse(stamp: str | None) -> dt.datetime | None:
+            if not stamp:
+                return None
+            return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+        status = csr.get("status") or {}
+        for condition in status.get("conditions") or []:
+            updated = parse(condition.get("lastUpdateTime"))
+            if condition.get("type") in ("Approved", "Denied", "Failed") and updated and now - updated > FINISHED_TTL:
+                return True
+        certificate = status.get("certificate")
+        if certificate:
+            try:
+                issued = x509.load_pem_x509_certificate(base64.b64decode(certificate))
+            except ValueError:
+                return False
+            return issued.not_valid_after_utc < now
+        created = parse(csr["metadata"].get("creationTimestamp"))
+        return not status.get("conditions") and created is not None and now - created > PENDING_TTL
 
     @staticmethod
     def _wants_signing(csr: Obj) -> bool:

@@ -163,3 +163,19 @@ def test_csr_table_condition_column() -> None:
     [row] = table("certificatesigningrequests", [obj], "1")["rows"]
     assert row["cells"][2:] == ["s", "u", "7d", "Approved,Failed"]
     assert row["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_finished_csrs_are_collected_after_an_hour_pending_after_a_day() -> None:
+    store = ObjectStore()
+    signer = csrs.Signer(store, ClusterCA.create("kubernetes", key_type="ec"), signing_duration_seconds=86400 * 7)
+    for name, condition in (("approved", "Approved"), ("denied", "Denied"), ("pending", None)):
+        obj = csr_object(name)
+        if condition:
+            obj["status"] = {"conditions": csrs.normalise_conditions([{"type": condition}], name)}
+        store.create(csrs.PLURAL, obj)
+    assert signer.collect_garbage() == []
+    signer.clock_offset = 2 * 3600
+    assert sorted(signer.collect_garbage()) == ["approved", "denied"]
+    signer.clock_offset = 25 * 3600
+    assert signer.collect_garbage() == ["pending"]
+    assert store.list(csrs.PLURAL)[0] == []
