@@ -152,3 +152,15 @@ def test_create_cluster_reaches_eventbridge_as_cloudtrail_event_while_a_trail_lo
     assert call["eventSource"] == "eks.amazonaws.com"
     assert call["requestParameters"]["outpostConfig"] == _local()
     assert call["userIdentity"]["arn"] == lab.creator.arn
+
+
+def test_apply_all_is_idempotent(lab: Any) -> None:
+    from moto.eks.models import EKSBackend
+    from moto.events.models import Rule
+
+    from lab.region import moto_patches
+
+    before = (EKSBackend.describe_cluster, Rule.send_to_targets)
+    moto_patches.apply_all(lab.region.hooks)
+    assert (EKSBackend.describe_cluster, Rule.send_to_targets) == before
+    assert moto_patches.current_hooks() is lab.region.hooks
