@@ -112,6 +112,27 @@ class ApiServerApp:
             raise errors.unauthorized()
         return UserInfo(ANONYMOUS_USER, (UNAUTHENTICATED_GROUP,))
 
+    def impersonate(self, request: Request, user: UserInfo) -> UserInfo:
+        """Apply ``Impersonate-User``/``-Group``/``-Uid`` headers after checking the ``impersonate`` verb."""
+        name = request.headers.get("Impersonate-User")
+        groups = request.headers.getlist("Impersonate-Group")
+        uid = request.headers.get("Impersonate-Uid", "")
+        if not name:
+            if groups or uid:
+                raise errors.bad_request("requested impersonation without a user")
+            return user
+        wanted = [("", "users", name)] + [("", "groups", g) for g in groups]
+        if uid:
+            wanted.append(("authentication.k8s.io", "uids", uid))
+        for group, resource, value in wanted:
+            attrs = Attributes(user, "impersonate", True, group, resource, "", "", value)
+            decision = self.authorize(attrs)
+            if not decision.allowed:
+                raise errors.forbidden(group, resource, value, rbac_eval.forbidden_message(attrs, decision.reason))
+        if name == ANONYMOUS_USER:
+            return UserInfo(name, tuple(dict.fromkeys([*groups, UNAUTHENTICATED_GROUP])), uid)
+        return UserInfo(name, tuple(dict.fromkeys([*groups, rbac_eval.AUTHENTICATED_GROUP])), uid)
+
     def authorize(self, attrs: Attributes) -> Decision:
         return rbac_eval.authorize(attrs, self.policy)
 
@@ -144,7 +165,7 @@ class ApiServerApp:
         fault = self._injected_fault(request.path)
         if fault is not None:
             raise fault
-        user = self.authenticate(request)
+        user = self.impersonate(request, self.authenticate(request))
         watch = request.args.get("watch", "").lower() in ("true", "1")
         info = requestinfo.parse(request.method, request.path, watch)
         self._check_access(info, user)

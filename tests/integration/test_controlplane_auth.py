@@ -247,3 +247,16 @@ def test_sts_that_never_answers_means_unauthorized(hung_sts: str, tmp_path: Path
     # No discovery cached for this new endpoint: kubectl logs its discovery retries, then gives up with
     # "... logged in to the server (the server has asked for the client to provide credentials)".
     assert result.stderr.strip().splitlines()[-1].startswith("error: You must be logged in to the server (")
+
+
+def test_impersonation_needs_the_impersonate_verb(control_plane: ControlPlane, tmp_path: Path) -> None:
+    admin = cert_kubeconfig(control_plane, tmp_path / "admin", *control_plane.admin_credentials())
+    as_bob = run_kubectl(admin, "auth", "whoami", "-o", "json", "--as=bob", "--as-group=lifeline:breakglass")
+    assert json.loads(as_bob.stdout)["status"]["userInfo"] == {
+        "username": "bob", "groups": ["lifeline:breakglass", "system:authenticated"]}
+    cert_pem, key_pem = control_plane.ca.issue_client_cert("nobody", ["nobodies"])
+    nobody = cert_kubeconfig(control_plane, tmp_path / "nobody", cert_pem, key_pem)
+    refused = run_kubectl(nobody, "get", "--raw", "/api/v1/namespaces/default/services", "--as=admin",
+                          "--as-group=system:masters")
+    assert refused.stderr.strip() == ('Error from server (Forbidden): users "admin" is forbidden: User "nobody" '
+                                      'cannot impersonate resource "users" in API group "" at the cluster scope')
