@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import weakref
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -218,3 +219,37 @@ def synthesized_template(context: Mapping[str, Any]) -> dict[str, Any]:
 
     _, stack = build_app(dict(context))
     return dict(Template.from_stack(stack).to_json())
+
+
+LAB_POLL_INTERVAL_SECONDS = 1
+LAB_MAX_WAIT_SECONDS = 20
+_lab_deployments: weakref.WeakKeyDictionary[Any, DeployedStack] = weakref.WeakKeyDictionary()
+
+
+def lab_context(lab: Any, allowed_outpost_arns: list[str]) -> dict[str, Any]:
+    """CDK context for the lab: 1 s polls, a short wait bound, the lab's agent principal."""
+    return {
+        "lifeline:pollIntervalSeconds": LAB_POLL_INTERVAL_SECONDS,
+        "lifeline:maxWaitSeconds": LAB_MAX_WAIT_SECONDS,
+        "lifeline:allowedOutpostArns": list(allowed_outpost_arns),
+        "lifeline:agentPrincipalArns": [lab.agent_principal.arn],
+    }
+
+
+def lab_deployment(lab: Any, allowed_outpost_arns: list[str] | None = None) -> DeployedStack:
+    """The Lifeline stack deployed once per lab (later calls return the same deployment).
+
+    The functions sign IAM tokens for the Outpost-side STS address, the one the lab's local control planes
+    verify tokens with (in AWS: the Region's STS endpoint, which both sides use).
+    """
+    from lab.lab import DEFAULT_OUTPOST_ARN
+    from lambdas.constants import ENV_TOKEN_STS_ENDPOINT_URL
+
+    if lab not in _lab_deployments:
+        context = lab_context(lab, allowed_outpost_arns or [DEFAULT_OUTPOST_ARN])
+        _lab_deployments[lab] = deploy_stack(
+            lab,
+            synthesized_template(context),
+            overrides={"function_environment": {ENV_TOKEN_STS_ENDPOINT_URL: lab.outpost_region_url}},
+        )
+    return _lab_deployments[lab]

@@ -85,7 +85,10 @@ class Workflow(Construct):
             comment="Wrap the raw input so that failure details can always be attached to the state",
             parameters={"input": sfn.JsonPath.entire_payload, "request": {"clusterName": ""}},
         )
-        normalise = step("NormaliseRequest", normalise_request, None, "$.request", input_path="$.input")
+        # The raw input travels wrapped in an object: it may be any JSON value (a list, a string...).
+        normalise = step(
+            "NormaliseRequest", normalise_request, {"input": sfn.JsonPath.object_at("$.input")}, "$.request"
+        )
         create = step("CreateCluster", create_cluster, None, "$.created", input_path="$.request.createRequest")
         check = step(
             "CheckCluster",

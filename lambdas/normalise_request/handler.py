@@ -8,6 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.config import WorkflowConfig
+from lambdas.errors import InvalidRequest
 from lambdas.normalise_request.logic import normalise
 from lambdas.observability import logger, metrics, tracer
 from lambdas.timeutil import utcnow
@@ -17,7 +18,9 @@ from lambdas.timeutil import utcnow
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    request = normalise(event, config=WorkflowConfig.from_environment(), now=utcnow())
+    if not isinstance(event, dict) or "input" not in event:
+        raise InvalidRequest("NormaliseRequest expects the execution input wrapped as {\"input\": ...}")
+    request = normalise(event["input"], config=WorkflowConfig.from_environment(), now=utcnow())
     logger.info("request accepted", extra={"cluster": request.clusterName, "trigger": request.trigger,
                                            "create": request.create})
     metrics.add_metric(name="RequestsAccepted", unit=MetricUnit.Count, value=1)
