@@ -45,6 +45,10 @@ class Forbidden(KubeError):
     """403: authenticated, but RBAC does not allow it (e.g. the break-glass binding was deleted)."""
 
 
+class ServerError(KubeError):
+    """5xx: the API server failed; worth retrying later."""
+
+
 class NotFound(KubeError):
     """404: the resource (or the API) is not served."""
 
@@ -194,6 +198,8 @@ class KubeSession:
             raise Forbidden(f"{where}: 403 Forbidden: {_status_message(payload)}")
         if status == 404:
             raise NotFound(f"{where}: 404 Not Found: {_status_message(payload)}")
+        if status >= 500:
+            raise ServerError(f"{where}: HTTP {status}: {_status_message(payload)}")
         if status >= 400:
             raise KubeError(f"{where}: HTTP {status}: {_status_message(payload)}")
         try:
@@ -245,7 +251,7 @@ class KubeSession:
         }
         try:
             self.request("POST", CSR_PATH, body)
-        except (Forbidden, Unauthorized, Unreachable, TlsError):
+        except (Forbidden, Unauthorized, Unreachable, TlsError, ServerError):
             raise
         except KubeError as exc:
             raise CsrRejected(f"CSR {name} not accepted: {exc}") from None

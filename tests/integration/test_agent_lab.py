@@ -258,10 +258,7 @@ def test_expired_certificate_with_the_link_down_needs_the_link_then_recovers(
 
 def test_deleted_breakglass_binding_means_revoked_without_a_tight_retry(lab, seeded_cluster, tmp_path, monkeypatch):
     from kubernetes import client
-    from lifeline_agent.config import load_config
-    from lifeline_agent.daemon import make_link_monitor
     from lifeline_agent.observability import ClusterState
-    from lifeline_agent.reconcile import ClusterAgent
 
     config_path = write_config(lab, tmp_path, [seeded_cluster], timing={"backoff_cap": 120})
     assert run_agent(lab, config_path, "once").returncode == 0
@@ -278,10 +275,7 @@ def test_deleted_breakglass_binding_means_revoked_without_a_tight_retry(lab, see
     assert "REVOKED" in verify.stdout and "lifeline-breakglass" in verify.stdout
     assert kubeconfig.read_bytes() == before
 
-    for name, value in agent_env(lab).items():
-        monkeypatch.setenv(name, value)
-    config = load_config(config_path)
-    agent = ClusterAgent(config, seeded_cluster, make_link_monitor(config, None))
+    agent = in_process_agent(lab, config_path, seeded_cluster, monkeypatch)
     delays = [agent.step() for _ in range(2)]
     assert agent.state is ClusterState.REVOKED
     assert all(delay >= 120 for delay in delays), delays  # waits the backoff cap, not a tight loop
@@ -495,3 +489,52 @@ def test_endpoint_change_in_the_secret_gives_a_new_kubeconfig(lab, seeded_cluste
     assert kubeconfig_cluster(kubeconfig)["tls-server-name"] == "127.0.0.1"
     rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
     assert rc == 0, err
+
+
+def in_process_agent(lab: Any, config_path: Path, cluster: str, monkeypatch: Any) -> Any:
+    """The same ClusterAgent the CLI runs, driven step by step by the test."""
+    from lifeline_agent.config import load_config
+    from lifeline_agent.daemon import make_link_monitor
+    from lifeline_agent.reconcile import ClusterAgent
+
+    for name, value in agent_env(lab).items():
+        monkeypatch.setenv(name, value)
+    config = load_config(config_path)
+    return ClusterAgent(config, cluster, make_link_monitor(config, None))
+
+
+def test_failures_back_off_exponentially_and_recover(lab, seeded_cluster, tmp_path, monkeypatch):
+    from lifeline_agent.observability import ClusterState
+
+    config = write_config(lab, tmp_path, [seeded_cluster], timing={"backoff_base": 2, "backoff_cap": 8})
+    agent = in_process_agent(lab, config, seeded_cluster, monkeypatch)
+    lab.control_plane(seeded_cluster).fail_next("certificatesigningrequests", 500, count=4)
+    delays = [agent.step() for _ in range(4)]
+    assert agent.state is ClusterState.FAILED
+    assert "ServerError" in agent.last_error and "injected fault" in agent.last_error
+    for failures, delay in enumerate(delays, start=1):
+        assert 1 <= delay <= min(8, 2 * 2 ** (failures - 1)), delays
+    agent.step()  # the fifth attempt gets through
+    assert agent.state is ClusterState.READY and agent.failures == 0
+
+
+def test_new_host_id_or_key_type_reissues_at_once(lab, seeded_cluster, tmp_path, kubectl):
+    from lifeline_agent.keys import parse_certificate
+
+    def certificate() -> Any:
+        from lifeline_agent.kube import from_kubeconfig
+        from lifeline_agent.kubeconfig import load_kubeconfig
+
+        _, credential = from_kubeconfig(load_kubeconfig(kubeconfig.read_bytes()))
+        return parse_certificate(credential.cert_pem)
+
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    assert run_agent(lab, write_config(lab, tmp_path, [seeded_cluster], host_id="old-name"), "once").returncode == 0
+    assert (certificate().common_name, certificate().key_type) == ("lifeline:old-name", "ecdsa-p256")
+
+    config = write_config(lab, tmp_path, [seeded_cluster], host_id="new-name", key_type="rsa-2048")
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "subject CN 'lifeline:old-name' is not 'lifeline:new-name'" in result.stderr
+    assert (certificate().common_name, certificate().key_type) == ("lifeline:new-name", "rsa-2048")
+    assert whoami(kubectl, kubeconfig)["username"] == "lifeline:new-name"
