@@ -538,3 +538,24 @@ def test_new_host_id_or_key_type_reissues_at_once(lab, seeded_cluster, tmp_path,
     assert "subject CN 'lifeline:old-name' is not 'lifeline:new-name'" in result.stderr
     assert (certificate().common_name, certificate().key_type) == ("lifeline:new-name", "rsa-2048")
     assert whoami(kubectl, kubeconfig)["username"] == "lifeline:new-name"
+
+
+def test_verify_falls_back_to_selfsubjectaccessreview_where_selfsubjectreview_is_not_served(
+        lab, seeded_cluster, tmp_path):
+    from kubernetes import client
+
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    assert run_agent(lab, config, "once").returncode == 0
+    control_plane = lab.control_plane(seeded_cluster)
+    control_plane.fail_next("selfsubjectreviews", 404, count=2)  # neither v1 nor v1beta1 served
+    verify = run_agent(lab, config, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert not control_plane.app._faults  # both 404s were consumed: the fallback ran
+
+    with lab.kubernetes_api_client(seeded_cluster) as api:
+        client.RbacAuthorizationV1Api(api).delete_cluster_role_binding("lifeline-breakglass")
+    control_plane.fail_next("selfsubjectreviews", 404, count=2)
+    verify = run_agent(lab, config, "verify")
+    assert verify.returncode == 4, verify.stdout + verify.stderr
+    assert "SelfSubjectAccessReview" in verify.stdout
+    lab.seed_cluster_for_agent(seeded_cluster)
