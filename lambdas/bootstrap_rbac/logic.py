@@ -62,7 +62,7 @@ def api_client_for(cluster: ClusterView, token: str) -> Iterator[Any]:
 
 def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:
     from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+    from urllib3.exceptions import HTTPError, SSLError
 
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
@@ -74,6 +74,10 @@ def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:
                 "map the Lifeline cluster-admin role in the cluster (aws-auth or an access entry)"
             )
         return RbacBootstrapFailed(f"cluster {cluster.name}: API server refused an object: {status} {exc.reason}")
+    if isinstance(exc, SSLError) or isinstance(getattr(exc, "reason", None), SSLError):
+        return RbacBootstrapFailed(
+            f"cluster {cluster.name}: TLS verification of {cluster.endpoint} with the CA EKS returned failed"
+        )
     if isinstance(exc, HTTPError | OSError):
         return ClusterUnreachable(f"cluster {cluster.name}: {cluster.endpoint} unreachable: {type(exc).__name__}")
     if isinstance(exc, rbac.RbacError):
