@@ -58,5 +58,11 @@ class LifelineStack(Stack):
         )
         CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn)
         CfnOutput(self, "SecretsKeyArn", value=self.storage.key.key_arn)
+        CfnOutput(
+            self,
+            "ClusterAdminRoleArn",
+            description="Creates clusters and bootstraps their RBAC: map it as admin in clusters created elsewhere",
+            value=self.functions.cluster_admin_role.role_arn,
+        )
         CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)
         suppress_justified_findings(self)
