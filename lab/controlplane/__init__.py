@@ -113,6 +113,9 @@ class ControlPlane:
                 self._listeners[ip] = Listener(ip, sock, self.app, directory, self.ca_pem)
             for listener in self._listeners.values():
                 listener.start()
+            if self.signer.stopped:
+                self.signer = self.signer.restarted()
+            self.app.stopping.clear()
             self.signer.start()
             self._started = True
 

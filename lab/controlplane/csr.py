@@ -182,6 +182,16 @@ class Signer:
         self._stopped.set()
         self._thread.join(timeout=5)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def restarted(self) -> Signer:
+        """A fresh signer with this one's settings (a thread runs only once)."""
+        again = Signer(self.store, self.ca, self.signing_duration_seconds)
+        again.clock_offset = self.clock_offset
+        return again
+
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.clock_offset)
 

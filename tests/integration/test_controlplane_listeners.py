@@ -102,3 +102,17 @@ def test_port_zero_finds_a_port_free_on_every_ip() -> None:
             ControlPlane(taken).start()
     finally:
         blocker.close()
+
+
+def test_stopped_control_plane_starts_again_with_its_objects(tmp_path: Path) -> None:
+    cp = ControlPlane(ControlPlaneOptions(cluster_name="again", cluster_id="again", host_name=HOST))
+    cp.start()
+    kubeconfig = kubeconfig_for(cp, "127.0.0.1", tmp_path / "k")
+    assert run_kubectl(kubeconfig, "create", "ns", "kept").rc == 0
+    cp.stop()
+    cp.start()
+    try:
+        assert run_kubectl(kubeconfig, "get", "ns", "kept", "-o", "name").stdout.strip() == "namespace/kept"
+        assert cp.signer.stopped is False
+    finally:
+        cp.stop()
