@@ -108,7 +108,7 @@ class ControlPlane:
             key_path = directory / "tls.key"
             key_path.touch(mode=0o600)
             key_path.write_bytes(key_pem)
-            sockets, self.port = bind_same_port(self.options.listen_ips, self.options.port)
+            sockets, self.port = bind_same_port(self.options.listen_ips, self.port or self.options.port)
             for ip, sock in sockets.items():
                 self._listeners[ip] = Listener(ip, sock, self.app, directory, self.ca_pem)
             for listener in self._listeners.values():
