@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,17 +46,41 @@ def _random_suffix() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
+PATH_SEGMENT_NAMED = {"certificatesigningrequests", "clusterroles", "clusterrolebindings", "roles", "rolebindings"}
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
+def name_problem(name: str, rtype: ResourceType) -> str | None:
+    """Kubernetes' name validation: path segments for CSRs and RBAC, DNS names for the rest."""
+    if rtype.plural in PATH_SEGMENT_NAMED:
+        if name in (".", ".."):
+            return f"may not be '{name}'"
+        for forbidden in ("/", "%"):
+            if forbidden in name:
+                return f"may not contain '{forbidden}'"
+        return None
+    if rtype.plural == "namespaces":
+        if len(name) <= 63 and re.fullmatch(DNS_LABEL, name):
+            return None
+        return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                f"start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                f"validation is '{DNS_LABEL}')")
+    if len(name) <= 253 and re.fullmatch(DNS_SUBDOMAIN, name):
+        return None
+    return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+            "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation "
+            f"is '{DNS_SUBDOMAIN}')")
+
+
 def _check_name(name: str, rtype: ResourceType) -> None:
-    allowed = set(string.ascii_lowercase + string.digits + "-.:")
-    if rtype.group == "rbac.authorization.k8s.io":
-        allowed |= set(string.ascii_uppercase + "@_")
     if not name:
         raise errors.unprocessable(rtype.group, rtype.kind, "",
                                    [errors.required("metadata.name", "name or generateName is required")])
-    if len(name) > 253 or not set(name) <= allowed:
-        raise errors.unprocessable(rtype.group, rtype.kind, name, [errors.invalid(
-            "metadata.name", f'"{name}"', "a lowercase RFC 1123 subdomain must consist of lower case "
-            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")])
+    problem = name_problem(name, rtype)
+    if problem:
+        raise errors.unprocessable(rtype.group, rtype.kind, name,
+                                   [errors.invalid("metadata.name", f'"{name}"', problem)])
 
 
 @dataclass
