@@ -224,7 +224,8 @@ class ApiServerApp:
         assert rtype is not None
         dry_run = bool(request.args.getlist("dryRun"))
         if info.verb == "create":
-            return self.json(self.handlers.create(info, user, self._body(request), dry_run), 201)
+            strict = request.args.get("fieldValidation") == "Strict"
+            return self.json(self.handlers.create(info, user, self._body(request), dry_run, strict), 201)
         if info.verb == "update":
             return self.json(self.handlers.update(info, user, self._body(request), dry_run))
         if info.verb == "patch":

@@ -52,6 +52,30 @@ def request_bytes(csr: Obj) -> bytes:
         ) from exc
 
 
+_OBJECT_META = {"name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+                "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
+                "ownerReferences", "finalizers", "managedFields"}
+_KNOWN_FIELDS: dict[str, set[str]] = {
+    "": {"apiVersion", "kind", "metadata", "spec", "status"},
+    "metadata": _OBJECT_META,
+    "spec": {"request", "signerName", "expirationSeconds", "usages", "username", "uid", "groups", "extra"},
+    "status": {"conditions", "certificate"},
+}
+
+
+def check_strict_fields(csr: Obj) -> None:
+    """``fieldValidation=Strict`` (kubectl's default): unknown fields are a 400, as the real decoder says."""
+    unknown = [key for key in csr if key not in _KNOWN_FIELDS[""]]
+    for section in ("metadata", "spec", "status"):
+        value = csr.get(section)
+        if isinstance(value, dict):
+            unknown += [f"{section}.{key}" for key in value if key not in _KNOWN_FIELDS[section]]
+    if unknown:
+        listed = ", ".join(f'unknown field "{field}"' for field in unknown)
+        raise errors.bad_request(f'{KIND} in version "v1" cannot be handled as a {KIND}: '
+                                 f"strict decoding error: {listed}")
+
+
 def validate(csr: Obj, min_expiration_seconds: int) -> None:
     """Kubernetes' ``ValidateCertificateSigningRequestCreate`` for the rules this lab cares about (422)."""
     name = csr["metadata"].get("name", "")

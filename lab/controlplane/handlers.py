@@ -91,9 +91,11 @@ class Handlers:
     authorize: Authorizer
 
     # --- create -------------------------------------------------------------------------------------
-    def create(self, info: RequestInfo, user: UserInfo, body: Obj, dry_run: bool) -> Obj:
+    def create(self, info: RequestInfo, user: UserInfo, body: Obj, dry_run: bool, strict: bool = False) -> Obj:
         rtype = info.rtype
         assert rtype is not None
+        if strict and rtype.plural == csrs.PLURAL:
+            csrs.check_strict_fields(body)
         if not rtype.stored:
             return self.review(rtype, user, body)
         meta = body.setdefault("metadata", {})

@@ -263,3 +263,16 @@ def test_get_csr_watch_shows_each_transition(admin: Path, tmp_path: Path) -> Non
     finally:
         watcher.kill()
         watcher.communicate()
+
+
+def test_misspelt_field_is_refused_under_kubectl_strict_validation(admin: Path, tmp_path: Path) -> None:
+    name = unique("typo")
+    path = csr_file(tmp_path, name, usages=["client auth"])
+    path.write_text(path.read_text().replace("signerName:", "expirationSecond: 600\n  signerName:"))
+    result = run_kubectl(admin, "create", "-f", str(path))
+    assert result.stderr.strip() == (
+        f'Error from server (BadRequest): error when creating "{path}": CertificateSigningRequest in version "v1" '
+        'cannot be handled as a CertificateSigningRequest: strict decoding error: unknown field '
+        '"spec.expirationSecond"'
+    )
+    assert run_kubectl(admin, "create", "-f", str(path), "--validate=false").rc == 0
