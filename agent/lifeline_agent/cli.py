@@ -197,8 +197,10 @@ def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
             kubeconfig = store.current()
             if kubeconfig is None:
                 raise StoreError(f"no kubeconfig at {store.kubeconfig_path}")
-            identity = verify_kubeconfig(kubeconfig, config.user_name, config.breakglass_group,
-                                         workdir=store.directory, timeout=config.timing.api_timeout)  # fmt: skip
+            cached = store.load_cache()
+            group = config.group_for(cached.secret.breakglass_group if cached else None)
+            identity = verify_kubeconfig(kubeconfig, config.user_name, group, workdir=store.directory,
+                                         timeout=config.timing.api_timeout)  # fmt: skip
         except Revoked as exc:
             print(f"{name}: REVOKED: {exc}")
             codes.append("revoked")

@@ -8,7 +8,7 @@ Example (every key but ``clusters`` has a default)::
     certificate_lifetime = "7d"            # requested; the signer may issue a shorter one
     key_type = "ecdsa-p256"                # or "rsa-2048", "rsa-4096"
     host_id = "..."                        # default: /etc/machine-id
-    breakglass_group = "lifeline:breakglass"
+    breakglass_group = "lifeline:breakglass"   # default: the secret's breakglassGroup
     probe_interval = "30s"
     metrics_address = "127.0.0.1:9877"
     operators_group = "lifeline-operators" # optional: kubeconfigs become 0640 to this group
@@ -75,7 +75,7 @@ class AgentConfig:
     certificate_lifetime: int = 7 * 86400
     key_type: str = "ecdsa-p256"
     host_id: str = ""
-    breakglass_group: str = DEFAULT_BREAKGLASS_GROUP
+    breakglass_group: str | None = None  # None: the group named in the cluster's secret
     probe_interval: float = 30.0
     probe_timeout: float = 2.0
     metrics_address: str = "127.0.0.1:9877"
@@ -93,6 +93,10 @@ class AgentConfig:
 
     def cluster_dir(self, name: str) -> Path:
         return self.state_dir / name
+
+    def group_for(self, secret_group: str | None) -> str:
+        """The break-glass group certificates carry: configured, else the secret's, else the default."""
+        return self.breakglass_group or secret_group or DEFAULT_BREAKGLASS_GROUP
 
     @property
     def user_name(self) -> str:
@@ -180,8 +184,8 @@ def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Pat
     host_id = top.take("host_id", str) or read_machine_id(machine_id_path)
     if not HOST_ID_PATTERN.fullmatch(host_id):
         raise top.error("host_id", f"{host_id!r} must be 1-63 letters, digits, '.', '_' or '-'")
-    group = top.take("breakglass_group", str, DEFAULT_BREAKGLASS_GROUP)
-    if not GROUP_PATTERN.fullmatch(group) or group.startswith("system:"):
+    group = top.take("breakglass_group", str)
+    if group is not None and (not GROUP_PATTERN.fullmatch(group) or group.startswith("system:")):
         raise top.error("breakglass_group", f"{group!r} is not an allowed group name (and not system:*)")
     probe_interval = top.duration("probe_interval", 30.0, minimum=1.0)
     probe_timeout = top.duration("probe_timeout", 2.0)

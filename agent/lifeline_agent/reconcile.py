@@ -131,7 +131,9 @@ class ClusterAgent:
 
     def _reconcile(self, cache: CachedCluster, now: float) -> float:
         installed = self._installed()
-        wanted = Wanted(self.config.user_name, self.config.breakglass_group, self.config.key_type, cache.secret.ca_pem)
+        if installed is not None:
+            self.not_after = installed.certificate.not_after
+        wanted = self._wanted(cache)
         if installed is None:
             self._issue(cache, None, "no kubeconfig yet")
         elif installed.certificate.expired(now):
@@ -304,7 +306,8 @@ class ClusterAgent:
 
     def _issue_with(self, cache: CachedCluster, credential: kube.Credential, prefer_ip: str | None) -> None:
         key = generate_key(self.config.key_type)
-        csr = make_csr(key, self.config.user_name, self.config.breakglass_group)
+        wanted = self._wanted(cache)
+        csr = make_csr(key, wanted.common_name, wanted.organization)
 
         def request_certificate(target: kube.Target) -> tuple[kube.Target, bytes]:
             with self._session(target, credential) as session:
@@ -312,14 +315,13 @@ class ClusterAgent:
 
         target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), request_certificate)
         certificate = parse_certificate(cert_pem)
-        wanted = Wanted(self.config.user_name, self.config.breakglass_group, self.config.key_type, cache.secret.ca_pem)
         if not certificate.matches_key(key):
             raise CertificateError("the issued certificate is not for the key this agent made")
         if problem := mismatch(certificate, wanted):
             raise CertificateError(f"the issued certificate is not what was asked for: {problem}")
         new_key = key_pem(key)
         config = self._kubeconfig(target, cert_pem, new_key)
-        self._verify(config)
+        self._verify(config, wanted.organization)
         self.store.install(config, new_key)
         self.last_renewal = self.clock()
         self._count_renewal("success")
@@ -343,15 +345,19 @@ class ClusterAgent:
 
     # --- verifying ---------------------------------------------------------------------------------------
 
-    def _verify(self, config: dict[str, Any]) -> None:
+    def _wanted(self, cache: CachedCluster) -> Wanted:
+        group = self.config.group_for(cache.secret.breakglass_group)
+        return Wanted(self.config.user_name, group, self.config.key_type, cache.secret.ca_pem)
+
+    def _verify(self, config: dict[str, Any], group: str) -> None:
         """Prove ``config`` on its own: the server sees our user and group, and lets us read a service."""
-        verify_kubeconfig(config, self.config.user_name, self.config.breakglass_group, workdir=self.store.directory,
+        verify_kubeconfig(config, self.config.user_name, group, workdir=self.store.directory,
                           timeout=self.config.timing.api_timeout)  # fmt: skip
         self.last_verified = self.clock()
 
     def _verify_installed(self, installed: Installed, cache: CachedCluster) -> None:
         try:
-            self._verify(installed.config)
+            self._verify(installed.config, self._wanted(cache).organization)
         except kube.Unreachable:
             current_ip = ip_of_server(installed.target.server)
             others = [t for t in self._targets(cache) if ip_of_server(t.server) != current_ip]
@@ -368,7 +374,7 @@ class ClusterAgent:
 
         def try_target(target: kube.Target) -> dict[str, Any]:
             config = self._kubeconfig(target, cert_pem, key)
-            self._verify(config)
+            self._verify(config, self._wanted(cache).organization)
             return config
 
         config = self._first_reachable(targets or self._targets(cache), try_target)

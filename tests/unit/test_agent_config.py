@@ -30,7 +30,9 @@ def test_defaults_and_host_id_from_machine_id(tmp_path, machine_id):
     assert config.key_type == "ecdsa-p256"
     assert config.host_id == "0123456789abcdef0123456789abcdef"
     assert config.user_name == "lifeline:0123456789abcdef0123456789abcdef"
-    assert config.breakglass_group == "lifeline:breakglass"
+    assert config.breakglass_group is None
+    assert config.group_for("ops:from-secret") == "ops:from-secret"
+    assert config.group_for(None) == "lifeline:breakglass"
     assert config.metrics_address == "127.0.0.1:9877"
     assert config.operators_group is None
     assert config.cluster_dir("edge-1") == Path("/var/lib/lifeline/edge-1")
@@ -64,6 +66,7 @@ bootstrap_kubeconfig = "{bootstrap}"
     assert config.certificate_lifetime == 12 * 3600
     assert config.key_type == "rsa-4096"
     assert config.probe_interval == 10
+    assert config.group_for("ops:from-secret") == "ops:breakglass"
     assert config.timing.backoff_cap == 60
     edge2 = config.cluster("edge-2")
     assert edge2.endpoint_ips == ("10.0.0.10", "fd00::10")
