@@ -21,8 +21,8 @@ from lab.pki import ClusterCA
 from . import seed
 from .app import ApiServerApp
 from .authn import IamTokenAuthenticator
-from .csr import Signer
 from .listener import Listener, bind_same_port
+from .signer import Signer
 from .store import ObjectStore
 
 __all__ = ["ControlPlane", "ControlPlaneOptions", "ObjectStore"]

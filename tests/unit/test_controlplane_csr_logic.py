@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.controlplane import csr as csrs
+from lab.controlplane import signer as signers
 from lab.controlplane.errors import ApiError
 from lab.controlplane.rbac_eval import UserInfo
 from lab.controlplane.store import ObjectStore
@@ -101,7 +102,7 @@ def test_requester_fields_come_from_the_user_not_the_body() -> None:
     (["digital signature"], "missing required usage for client certificate: client auth"),
 ])
 def test_client_signer_usage_rule(usages: list[str], problem: str | None) -> None:
-    assert csrs.usage_problem(usages) == problem
+    assert signers.usage_problem(usages) == problem
 
 
 def test_approval_needs_the_signer_or_its_domain_wildcard() -> None:
@@ -120,7 +121,7 @@ def test_approved_and_denied_are_mutually_exclusive() -> None:
 
 def test_signer_backdates_caps_and_copies_the_subject() -> None:
     ca = ClusterCA.create("kubernetes", key_type="ec")
-    signer = csrs.Signer(ObjectStore(), ca, signing_duration_seconds=3600)
+    signer = signers.Signer(ObjectStore(), ca, signing_duration_seconds=3600)
     obj = csr_object(request=pem_request("lifeline:h", ("lifeline:breakglass",)), expirationSeconds=7200,
                      usages=["client auth", "digital signature"])
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -135,7 +136,7 @@ def test_signer_backdates_caps_and_copies_the_subject() -> None:
 
 def test_signer_clock_offset_shifts_validity() -> None:
     ca = ClusterCA.create("kubernetes", key_type="ec")
-    signer = csrs.Signer(ObjectStore(), ca, signing_duration_seconds=3600)
+    signer = signers.Signer(ObjectStore(), ca, signing_duration_seconds=3600)
     signer.clock_offset = 86400
     cert = x509.load_pem_x509_certificate(signer.issue(csr_object(expirationSeconds=600)))
     assert cert.not_valid_before_utc > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
@@ -167,7 +168,7 @@ def test_csr_table_condition_column() -> None:
 
 def test_finished_csrs_are_collected_after_an_hour_pending_after_a_day() -> None:
     store = ObjectStore()
-    signer = csrs.Signer(store, ClusterCA.create("kubernetes", key_type="ec"), signing_duration_seconds=86400 * 7)
+    signer = signers.Signer(store, ClusterCA.create("kubernetes", key_type="ec"), signing_duration_seconds=86400 * 7)
     for name, condition in (("approved", "Approved"), ("denied", "Denied"), ("pending", None)):
         obj = csr_object(name)
         if condition:
