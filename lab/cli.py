@@ -372,7 +372,36 @@ def add_down_command(sub: Any) -> None:
     parser.set_defaults(func=cmd_down)
 
 
-COMMANDS: list[Callable[[Any], None]] = [add_up_command, add_status_command, add_link_command, add_down_command]
+def add_demo_command(sub: Any) -> None:
+    from lab import demo
+
+    parser = sub.add_parser(
+        "demo",
+        help="the whole story: lab, Region workflow, agent, link cut, drill, offline renewals, restore",
+        description="Starts its own lab, runs the CloudTrail -> workflow -> agent story, cuts the service link, "
+        "runs the drill and keeps the link down while the agent renews, then restores it and tears the lab down. "
+        "Writes timeline.png/json, table.md and summary.json. Exit 0 only if every outcome was the expected one.",
+    )
+    demo.add_arguments(parser)
+    parser.set_defaults(func=demo.demo_command)
+
+
+def add_drill_command(sub: Any) -> None:
+    from lab import drill
+
+    parser = sub.add_parser(
+        "drill",
+        help="the disconnect drill alone: three cases with kubectl before and after a link cut",
+        description="Runs kubectl get svc for extended+IAM, local+IAM and local+X.509 kubeconfigs, cuts the link, "
+        "runs them again, prints the table and restores the link. Defaults: the running lab's kubeconfigs and "
+        "link; for a real Outpost pass --kubeconfig CASE=PATH and --cut-command/--restore-command.",
+    )
+    drill.add_arguments(parser)
+    parser.set_defaults(func=drill.drill_command)
+
+
+COMMANDS: list[Callable[[Any], None]] = [add_up_command, add_status_command, add_link_command, add_down_command,
+                                         add_demo_command, add_drill_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
