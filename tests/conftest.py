@@ -6,8 +6,11 @@ port with dummy credentials. Code that talks to the lab passes the lab's endpoin
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +36,10 @@ os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_name, None)
 os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
+# kubectl's discovery cache (keyed by host:port) decides how it words a 401; a cache left by an earlier
+# run whose server had the same port would make that depend on history. One fresh cache per process.
+os.environ["KUBECACHEDIR"] = tempfile.mkdtemp(prefix="kubectl-cache-")
+atexit.register(shutil.rmtree, os.environ["KUBECACHEDIR"], ignore_errors=True)
 
 # Renewal tests need certificates that expire in under a minute.
 LAB_MIN_EXPIRATION_SECONDS = 30
