@@ -6,24 +6,22 @@ import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 from werkzeug.wrappers import Request, Response
 
-from . import discovery, errors, protobuf, rbac_eval, requestinfo, selectors, tables
+from . import discovery, errors, protobuf, rbac_eval, requestinfo, selectors, tables, watch
 from .authn import AuthenticationError, IamTokenAuthenticator, authenticate_certificate
 from .handlers import Handlers
 from .rbac_eval import ANONYMOUS_USER, UNAUTHENTICATED_GROUP, Attributes, Decision, UserInfo
-from .store import ObjectStore, ResourceVersionTooOld
+from .store import ObjectStore
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
             429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
@@ -241,7 +239,7 @@ class ApiServerApp:
                     for i in items if matches(i)]
             return self.json(self._list_body(rtype.kind, rtype.api_version, gone, self.store.resource_version))
         if info.verb == "watch":
-            return self.watch(request, info, matches, namespace)
+            return watch.stream_response(self.store, request, rtype, watch.Scope(namespace, matches), self.stopping)
         as_table = "as=Table" in request.headers.get("Accept", "")
         include = request.args.get("includeObject", "Metadata")
         if info.verb == "get":
@@ -259,52 +257,3 @@ class ApiServerApp:
     def _list_body(kind: str, api_version: str, items: list[Obj], version: int) -> Obj:
         return {"kind": f"{kind}List", "apiVersion": api_version,
                 "metadata": {"resourceVersion": str(version)}, "items": items}
-
-    def watch(self, request: Request, info: requestinfo.RequestInfo, matches: selectors.Predicate,
-              namespace: str | None) -> Response:
-        rtype = info.rtype
-        assert rtype is not None
-        since_text = request.args.get("resourceVersion", "")
-        timeout = float(request.args.get("timeoutSeconds") or 1800)
-        deadline = time.monotonic() + timeout
-
-        def in_scope(obj: Obj) -> bool:
-            return (namespace is None or obj["metadata"].get("namespace") == namespace) and matches(obj)
-
-        def stop() -> bool:
-            return self.stopping.is_set() or time.monotonic() >= deadline
-
-        as_table = "as=Table" in request.headers.get("Accept", "")
-        include = request.args.get("includeObject", "Metadata")
-
-        def line(kind: str, obj: Obj) -> bytes:
-            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
-                obj = tables.table(rtype.plural, [obj], obj["metadata"].get("resourceVersion", ""), include)
-            return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
-
-        initial_events = request.args.get("sendInitialEvents", "").lower() == "true"
-
-        def stream() -> Iterator[bytes]:
-            if since_text in ("", "0") or initial_events:
-                items, since = self.store.list(rtype.plural, namespace)
-                for item in items:
-                    if in_scope(item):
-                        yield line("ADDED", item)
-                if initial_events:
-                    yield line("BOOKMARK", {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": {
-                        "resourceVersion": str(since), "annotations": {INITIAL_EVENTS_END: "true"}}})
-            else:
-                since = int(since_text)
-            try:
-                for event in self.store.events(rtype.plural, since, stop):
-                    if event is None:
-                        yield b""
-                    elif in_scope(event.object):
-                        yield line(event.type, event.object)
-            except ResourceVersionTooOld as exc:
-                gone = errors.ApiError(410, "Expired", str(exc))
-                yield line("ERROR", gone.status())
-
-        return Response(stream(), content_type="application/json", direct_passthrough=True)
-
-
