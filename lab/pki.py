@@ -95,7 +95,8 @@ def parse_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
     except ValueError as exc:
         raise CsrError(f"asn1: structure error: {exc}") from exc
     if not csr.is_signature_valid:
-        raise CsrError("x509: ECDSA verification failure")
+        is_ec = isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
+        raise CsrError("x509: ECDSA verification failure" if is_ec else "crypto/rsa: verification error")
     return csr
 
 
