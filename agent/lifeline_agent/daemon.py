@@ -97,7 +97,8 @@ class Daemon:
             self._start_cluster(name)
         watchdog = self.notifier.watchdog_interval()
         tick = min(self.config.probe_interval, watchdog or self.config.probe_interval, 5.0)
-        last_probe = time.monotonic()
+        last_probe = last_scan = time.monotonic()
+        refresh = self.config.timing.secret_refresh_interval
         was_up = self.link.last
         while not self._stopping.is_set():
             self._report()
@@ -110,6 +111,9 @@ class Daemon:
                 up = self.link.is_up(fresh=True)
                 if up and not was_up:
                     self._on_link_restored()
+                elif up and self.config.all_clusters and time.monotonic() - last_scan >= refresh:
+                    self._start_new_clusters()
+                    last_scan = time.monotonic()
                 was_up = up
         self.notifier.stopping()
         self.notifier.status("stopping")
@@ -118,11 +122,16 @@ class Daemon:
         log.info("stopped")
         return 0
 
+    def _start_new_clusters(self) -> None:
+        """With ``clusters = "all"``: start a loop for each secret that appeared since the last look."""
+        for name in cluster_names(self.config, self.link):
+            if name not in self.agents:
+                log.info("new cluster secret found", extra={"cluster": name})
+                self._start_cluster(name)
+
     def _on_link_restored(self) -> None:
         if self.config.all_clusters:
-            for name in cluster_names(self.config, self.link):
-                if name not in self.agents:
-                    self._start_cluster(name)
+            self._start_new_clusters()
         for name, agent in self.agents.items():
             if agent.state in (ClusterState.NEEDS_LINK, ClusterState.FAILED, ClusterState.PENDING):
                 self._wake[name].set()

@@ -570,3 +570,20 @@ def test_the_break_glass_group_comes_from_the_secret(lab, unique_name, tmp_path,
     user = whoami(kubectl, tmp_path / "state" / unique_name / "kubeconfig")
     assert user["username"] == "lifeline:rack-9"
     assert "ops:breakglass" in user["groups"] and "lifeline:breakglass" not in user["groups"]
+
+
+def test_all_clusters_means_every_lifeline_secret(lab, seeded_cluster, tmp_path, monkeypatch, link_restored):
+    from lifeline_agent.config import load_config
+    from lifeline_agent.daemon import cluster_names, make_link_monitor
+
+    path = write_config(lab, tmp_path, [])
+    path.write_text(path.read_text().replace("clusters = []", 'clusters = "all"'))
+    for name, value in agent_env(lab).items():
+        monkeypatch.setenv(name, value)
+    config = load_config(path)
+    assert config.all_clusters
+    assert seeded_cluster in cluster_names(config, make_link_monitor(config, None))
+    (tmp_path / "state" / "cached-only").mkdir(parents=True)
+    (tmp_path / "state" / "cached-only" / "cluster.json").write_text("{}")
+    link_restored.cut()  # disconnected: the clusters cached on this host
+    assert cluster_names(config, make_link_monitor(config, None)) == ["cached-only"]
