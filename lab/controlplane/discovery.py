@@ -51,6 +51,8 @@ def _resource_entries(rtype: ResourceType) -> list[Obj]:
     }
     if rtype.short_names:
         entry["shortNames"] = list(rtype.short_names)
+    if rtype.categories:
+        entry["categories"] = list(rtype.categories)
     entries = [entry]
     for sub in rtype.subresources:
         entries.append({"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
@@ -87,6 +89,8 @@ def _aggregated_resource(rtype: ResourceType) -> Obj:
     }
     if rtype.short_names:
         entry["shortNames"] = list(rtype.short_names)
+    if rtype.categories:
+        entry["categories"] = list(rtype.categories)
     if rtype.subresources:
         entry["subresources"] = [{"subresource": sub, "responseKind": kind, "verbs": ["get", "patch", "update"]}
                                  for sub in rtype.subresources]

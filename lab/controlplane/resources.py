@@ -20,6 +20,7 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
     stored: bool = True  # False: create-only review objects that are answered, never kept
+    categories: tuple[str, ...] = ()
 
     @property
     def group_version(self) -> str:
@@ -34,12 +35,13 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Namespace", "namespaces", "namespace", False, short_names=("ns",),
                  subresources=("status",)),
     ResourceType("", "v1", "Service", "services", "service", True, short_names=("svc",),
-                 subresources=("status",)),
+                 subresources=("status",), categories=("all",)),
     ResourceType("", "v1", "ConfigMap", "configmaps", "configmap", True, short_names=("cm",)),
     ResourceType("", "v1", "Secret", "secrets", "secret", True),
     ResourceType("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, short_names=("sa",)),
     ResourceType("", "v1", "Node", "nodes", "node", False, short_names=("no",), subresources=("status",)),
-    ResourceType("", "v1", "Pod", "pods", "pod", True, short_names=("po",), subresources=("status",)),
+    ResourceType("", "v1", "Pod", "pods", "pod", True, short_names=("po",), subresources=("status",),
+                 categories=("all",)),
     ResourceType("", "v1", "Event", "events", "event", True, short_names=("ev",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",

@@ -139,3 +139,8 @@ def test_create_twice_is_already_exists(admin: Path) -> None:
     again = run_kubectl(admin, "create", "clusterrole", "twice", "--verb=get", "--resource=pods")
     assert again.stderr.strip() == ('Error from server (AlreadyExists): clusterroles.rbac.authorization.k8s.io '
                                     '"twice" already exists')
+
+
+def test_get_all_lists_the_kubernetes_service(admin: Path) -> None:
+    lines = run_kubectl(admin, "get", "all").stdout.splitlines()
+    assert lines[1].split()[:5] == ["service/kubernetes", "ClusterIP", "172.20.0.1", "<none>", "443/TCP"]
