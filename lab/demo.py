@@ -64,8 +64,8 @@ class DemoOptions:
     lab: Any | None = None  # a started lab.lab.Lab to use (tests); None: start one and tear it down
     cluster_prefix: str = "demo"
     # The local control plane's signer cap. Certificates are backdated 5 min and renewed at 70-90 % of
-    # notAfter - notBefore: 100 s gives renewals every 0-60 s (60 s: a renewal storm, ~1 per second).
-    signing_duration_seconds: int = 100
+    # notAfter - notBefore: 80 s gives renewals 0-42 s apart (60 s: a storm, about one a second).
+    signing_duration_seconds: int = 80
     min_offline_renewals: int = 2
     offline_call_interval: float = 2.0
     min_offline_calls: int = 10
@@ -234,7 +234,7 @@ def _provision_offline_access(lab: Any, cluster: Any, log: Progress, timeline: T
     deployed = lab_deployment(lab, list(cluster.outpost_arns))
     log(f"  state machine {deployed.state_machine_arn.rsplit(':', 1)[-1]}; rules {', '.join(deployed.rules.values())}")
 
-    timeline.phase("CloudTrail event")
+    timeline.phase("CloudTrail event -> workflow")
     log(f"step 3: CloudTrail CreateCluster event for local cluster {cluster.name} -> EventBridge")
     event_id = str(uuid.uuid4())
     response = lab.client("events").put_events(Entries=[{
@@ -476,7 +476,6 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 timeline.kubectl_call(DRILL_LANES[call.case], call.started, call.ended,
                                       call.lists_kubernetes_service, call.message)  # fmt: skip
 
-            timeline.phase("drill")
             log("steps 5-6: the drill: kubectl get svc for the three cases, then the service link is cut")
             drill = run_drill(cases, cut, log=log, on_call=record, cache_dir=output / "kube-cache")
             print_block(log, drill.table())

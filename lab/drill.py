@@ -207,7 +207,7 @@ def run_drill(
         log("cutting the service link")
         cut()
         cut_at = time.time()
-        log("service link is DOWN; running kubectl again for every case (an unreachable server takes ~50 s)")
+        log("service link is DOWN; kubectl again for every case (a server that never answers takes 10-50 s)")
         after = _run_phase(cases, "after", log, on_call, kubectl, cache)
     rows = [DrillRow(case, before[case.key], after[case.key]) for case in cases]
     return DrillReport(rows=rows, cut_at=cut_at)

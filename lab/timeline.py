@@ -116,18 +116,25 @@ def render_png(data: dict[str, Any], path: Path) -> None:
         times = [w["t"] for w in workflow]
         axes.plot(times, [y["workflow"]] * len(times), "|", color="#555555", markersize=12)
         axes.barh(y["workflow"], times[-1] - times[0], left=times[0], height=0.3, color="#999999", alpha=0.6)
-        axes.text(times[-1] + end * 0.006, y["workflow"], f"{workflow[-1]['state']} ({len(workflow)} states)",
-                  va="center", fontsize=8)  # fmt: skip
+        label = f"Step Functions: {len(workflow)} states, last {workflow[-1]['state']}"
+        axes.text(times[-1] + end * 0.006, y["workflow"], label, va="center", fontsize=8)
 
     band = 0.8
+    axis_end = end * 1.08
     for index, cert in enumerate(certificates):
-        offset = (index / max(1, len(certificates) - 1) - 0.5) * band if len(certificates) > 1 else 0.0
+        offset = (0.5 - index / (len(certificates) - 1)) * band if len(certificates) > 1 else 0.0
         row = y["certificates"] + offset
-        left = max(0.0, cert["not_before"])
-        axes.plot([left, cert["not_after"]], [row, row], color=CERT_COLOUR, linewidth=2.2, solid_capstyle="butt")
+        replaced = certificates[index + 1]["installed"] if index + 1 < len(certificates) else None
+        in_use_until = min(cert["not_after"], replaced if replaced is not None else end)
+        axes.plot([cert["installed"], in_use_until], [row, row], color=CERT_COLOUR, linewidth=3,
+                  solid_capstyle="butt")  # fmt: skip
+        axes.plot([in_use_until, min(cert["not_after"], axis_end)], [row, row], color=CERT_COLOUR, linewidth=1,
+                  alpha=0.45)  # fmt: skip
         axes.plot([cert["installed"]], [row], marker="v", color="black", markersize=5)
-    axes.text(0, y["certificates"] + band / 2 + 0.12,
-              f"{len(certificates)} certificates (bar: valid until notAfter; ▼ installed)", fontsize=8)  # fmt: skip
+        if cert["not_after"] <= axis_end:
+            axes.plot([cert["not_after"]], [row], marker="|", color=CERT_COLOUR, markersize=7)
+    axes.text(0, y["certificates"] + band / 2 + 0.2, f"{len(certificates)} certificates: ▼ installed, thick: in use, "
+              "thin: still valid until notAfter (|)", fontsize=8)  # fmt: skip
 
     for lane in kubectl_lanes:
         calls = [c for c in data["kubectl"] if c["lane"] == lane]
@@ -141,13 +148,17 @@ def render_png(data: dict[str, Any], path: Path) -> None:
             last = failed[-1]
             axes.text(last["ended"] + end * 0.006, y[lane] + 0.22, last["message"][:70], fontsize=7, color=FAIL_COLOUR)
 
+    free_from = [0.0, 0.0, 0.0, 0.0]  # per label level: where the last label ends (labels must not overlap)
     for phase in data["phases"]:
         axes.axvline(phase["t"], color="#bbbbbb", linewidth=0.6, linestyle=":")
-        axes.text(phase["t"], len(rows) + 0.75, phase["name"], rotation=30, fontsize=7, ha="left", va="bottom")
+        level = next((i for i, x in enumerate(free_from) if x <= phase["t"]), len(free_from) - 1)
+        free_from[level] = phase["t"] + (len(phase["name"]) + 2) * axis_end * 0.0048
+        axes.text(phase["t"], len(rows) + 0.55 + 0.3 * level, phase["name"], fontsize=7, ha="left",
+                  va="bottom", color="#444444")  # fmt: skip
 
     axes.set_yticks([y[name] for name in rows], rows)
-    axes.set_ylim(0.4, len(rows) + 0.7)
-    axes.set_xlim(0, end * 1.08)
+    axes.set_ylim(0.4, len(rows) + 1.8)
+    axes.set_xlim(0, axis_end)
     axes.set_xlabel("seconds since the demo started")
     axes.grid(axis="x", alpha=0.3)
     for side in ("top", "right"):

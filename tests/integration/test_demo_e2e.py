@@ -1,0 +1,89 @@
+"""The product's end-to-end test: the same story as ``make demo`` (``lab.demo.run_demo``), on this process's lab.
+
+CloudTrail event -> the synthesized workflow -> secret and RBAC -> a real ``lifeline-agent run`` process ->
+link cut -> the drill with real kubectl -> offline renewals with kubectl never failing -> restore.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.demo import OFFLINE_LANE, DemoOptions, DemoResult, run_demo
+from lab.drill import TLS_HANDSHAKE_TIMEOUT, UNAUTHORIZED
+
+
+@pytest.fixture(scope="module")
+def demo(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, list[str], Path]:
+    output = tmp_path_factory.mktemp("demo")
+    lines: list[str] = []
+    try:
+        result = run_demo(DemoOptions(output_dir=output, lab=lab, cluster_prefix="e2e-demo", log=lines.append))
+    finally:
+        lab.link.restore()
+    return result, lines, output
+
+
+def test_every_outcome_of_the_story_is_the_expected_one(demo: tuple[DemoResult, list[str], Path]) -> None:
+    result, lines, _ = demo
+    assert result.passed, "\n".join(lines)
+    assert all(result.checks.values()) and len(result.checks) == 7
+
+
+def test_the_workflow_ran_from_the_cloudtrail_event_to_ready(demo: tuple[DemoResult, list[str], Path]) -> None:
+    result, lines, _ = demo
+    assert result.workflow_status == "SUCCEEDED"
+    for state in ("NormaliseRequest", "CheckCluster", "StoreSecret", "BootstrapRbac", "PublishReady", "Ready"):
+        assert state in result.workflow_states
+        assert any(line.endswith(f"workflow state: {state}") for line in lines), f"{state} not shown live"
+
+
+def test_the_drill_reproduces_the_field_experiment(demo: tuple[DemoResult, list[str], Path]) -> None:
+    result, lines, _ = demo
+    rows = {row.case.key: row for row in result.drill.rows}
+    assert list(rows) == ["extended-iam", "local-iam", "local-lifeline"]
+    assert all(row.before.lists_kubernetes_service for row in rows.values())
+    assert rows["extended-iam"].after.message == TLS_HANDSHAKE_TIMEOUT
+    assert rows["local-iam"].after.message == UNAUTHORIZED
+    assert rows["local-lifeline"].after.lists_kubernetes_service
+    assert rows["local-lifeline"].after.message.startswith("kubernetes ClusterIP 172.20.0.1 <none> 443/TCP")
+    table = result.drill.table()
+    assert f"`{TLS_HANDSHAKE_TIMEOUT}`" in table and f"`{UNAUTHORIZED}`" in table and "UNEXPECTED" not in table
+    assert table.splitlines()[0] in "\n".join(lines), "the table is printed"
+
+
+def test_the_agent_renews_offline_and_kubectl_never_fails(demo: tuple[DemoResult, list[str], Path]) -> None:
+    result, _, _ = demo
+    assert result.renewals_offline >= 2
+    assert len(result.offline_calls) >= 10
+    assert result.offline_failures == []
+    cut_at = result.drill.cut_at
+    assert all(call.started >= cut_at for call in result.offline_calls)
+    assert result.agent_exit_code == 0
+
+
+def test_iam_works_again_after_the_restore(demo: tuple[DemoResult, list[str], Path], lab: Any) -> None:
+    result, _, _ = demo
+    assert result.iam_after_restore is not None and result.iam_after_restore.lists_kubernetes_service
+    assert lab.link.is_up
+
+
+def test_the_timeline_records_link_certificates_and_every_kubectl_call(
+    demo: tuple[DemoResult, list[str], Path],
+) -> None:
+    result, _, output = demo
+    assert result.timeline_json == output / "timeline.json" and result.timeline_png == output / "timeline.png"
+    data = json.loads(result.timeline_json.read_text())
+    assert [change["state"] for change in data["link"]] == ["up", "down", "up"]
+    down, up = data["link"][1]["t"], data["link"][2]["t"]
+    renewed_offline = [c for c in data["certificates"][1:] if down <= c["installed"] <= up]
+    assert len(renewed_offline) >= 2
+    offline = [call for call in data["kubectl"] if call["lane"] == OFFLINE_LANE]
+    assert len(offline) == len(result.offline_calls) and all(call["ok"] for call in offline)
+    assert sum(not call["ok"] for call in data["kubectl"]) == 2  # cases 1 and 2 after the cut, nothing else
+    assert result.timeline_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["passed"] is True and summary["offline_failures"] == []
