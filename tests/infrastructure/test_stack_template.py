@@ -260,3 +260,19 @@ def test_alarm_topic_and_vpc_placement_in_the_full_variant(synthesized_full: Syn
     assert [f["Properties"]["Handler"] for f in in_vpc] == ["lambdas.bootstrap_rbac.handler.handler"]
     assert in_vpc[0]["Properties"]["VpcConfig"]["SubnetIds"] == ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
     assert synthesized_full.resources("AWS::CloudTrail::Trail")
+
+
+def test_lambda_asset_holds_the_workflow_code_and_the_agents_shared_modules(synthesized: Synthesized) -> None:
+    from pathlib import Path
+
+    from aws_cdk import Stage
+
+    (function,) = [f for f in synthesized.resources("AWS::Lambda::Function").values()
+                   if f["Properties"]["Handler"].startswith("lambdas.store_secret")]
+    asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    asset = Path(Stage.of(synthesized.stack).outdir) / f"asset.{asset_hash}"  # type: ignore[union-attr]
+    for module in HANDLERS:
+        assert (asset / (module.rsplit(".", 1)[0].replace(".", "/") + ".py")).is_file(), module
+    for shared in ("contract.py", "rbac.py", "eks_token.py"):
+        assert (asset / "lifeline_agent" / shared).is_file()
+    assert not list(asset.rglob("__pycache__"))
