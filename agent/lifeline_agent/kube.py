@@ -113,6 +113,9 @@ def from_kubeconfig(config: dict[str, Any], base_dir: Path | None = None) -> tup
     ca = data(cluster, "certificate-authority")
     if ca is None or not cluster.get("server"):
         raise ValueError("kubeconfig: the cluster needs a server and a certificate authority")
+    if user.get("exec") or user.get("auth-provider"):
+        raise ValueError("kubeconfig: exec and auth-provider credentials are not supported here; "
+                         "use a token, a token file or a client certificate")
     token = user.get("token")
     if not token and user.get("tokenFile"):
         token = Path(user["tokenFile"]).read_text().strip()

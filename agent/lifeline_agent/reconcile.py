@@ -146,7 +146,7 @@ class ClusterAgent:
         elif now >= self._deadline(installed.certificate):
             self._issue(cache, installed, f"renewal deadline {utc(self._deadline(installed.certificate))} reached")
         elif self._endpoint_moved(installed, cache):
-            self._rewrite(installed, cache, "the cluster endpoint changed")
+            self._rewrite(installed, cache, "the cluster endpoint changed, or its addresses are known now")
         elif self.last_verified is None or now - self.last_verified >= self.config.timing.verify_interval:
             self._verify_installed(installed, cache)
         current = self._installed()
@@ -228,7 +228,8 @@ class ClusterAgent:
         host, port = endpoint_host_port(cache.secret.endpoint)
         server_host, server_port = endpoint_host_port(installed.target.server)
         name = installed.target.tls_server_name or server_host
-        return name != host or server_port != port
+        by_name_only = ip_of_server(installed.target.server) is None and bool(cache.ips)
+        return name != host or server_port != port or by_name_only
 
     # --- servers to try, in order ---------------------------------------------------------------------
 

@@ -88,3 +88,12 @@ def test_kubeconfig_is_taken_apart_and_secrets_are_not_in_repr():
     assert "SECRET" not in repr(credential)
     with pytest.raises(ValueError, match="credential"):
         kube.Credential(cert_pem=b"CERT")
+
+
+def test_exec_credentials_are_refused_with_a_clear_message():
+    from lifeline_agent.kubeconfig import ExecPlugin
+
+    config = build_kubeconfig(cluster_name="edge", server="https://127.0.0.2:6443", ca_pem=b"CA", user_name="u",
+                              exec_plugin=ExecPlugin(command="aws", args=("eks", "get-token")))
+    with pytest.raises(ValueError, match="exec and auth-provider credentials are not supported"):
+        kube.from_kubeconfig(config)
