@@ -291,6 +291,8 @@ def add_arguments(parser: Any) -> None:
                         help="command that cuts the service link (default: the running lab's `link down`)")
     parser.add_argument("--restore-command", metavar="COMMAND",
                         help="command that restores it (default: the running lab's `link up`)")
+    parser.add_argument("--restore-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long every case may take to work again after the restore (default: 60)")
     parser.add_argument("--kubectl", type=Path, default=None, help="kubectl to run (default: the venv's v1.37)")
 
 
@@ -334,13 +336,23 @@ def drill_command(args: Any) -> int:
     finally:
         _log("restoring the service link")
         restore()
-    again = [run_kubectl(c.key, "restored", c.kubeconfig, kubectl=args.kubectl) for c in cases]
+    again = [_until_it_works(case, args.kubectl, args.restore_timeout) for case in cases]
     for case, call in zip(cases, again, strict=True):
         _log(f"  link restored | {case.control_plane} + {case.credential}: {call.message}")
     recovered = all(call.lists_kubernetes_service for call in again)
     verdict = report.passed and recovered
     _log("drill PASSED: every result was the expected one" if verdict else "drill FAILED: see UNEXPECTED above")
     return 0 if verdict else 1
+
+
+def _until_it_works(case: DrillCase, kubectl: Path | None, timeout: float) -> KubectlCall:
+    """After the restore: kubectl again until the service is listed (routes and STS may take a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        call = run_kubectl(case.key, "restored", case.kubeconfig, kubectl=kubectl)
+        if call.lists_kubernetes_service or time.monotonic() > deadline:
+            return call
+        time.sleep(2)
 
 
 def _log(message: str) -> None:

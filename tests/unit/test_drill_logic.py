@@ -137,7 +137,8 @@ def test_cut_and_restore_commands_run_and_their_failures_are_named() -> None:
 
 def drill_args(tmp_path: Path, **overrides: object) -> argparse.Namespace:
     values: dict[str, object] = {"state_dir": tmp_path, "kubeconfig": [], "cut_command": None,
-                                 "restore_command": None, "kubectl": None, **overrides}  # fmt: skip
+                                 "restore_command": None, "kubectl": None, "restore_timeout": 1.0,
+                                 **overrides}  # fmt: skip
     return argparse.Namespace(**values)
 
 
