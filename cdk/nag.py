@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aspects, Stack
+from typing import TYPE_CHECKING
+
+from aws_cdk import Aspects
 from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions
 from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from cdk.stack import LifelineStack
 
 
 def apply_checks(scope: IConstruct) -> None:
     Aspects.of(scope).add(AwsSolutionsChecks(verbose=True))
 
 
-def suppress_justified_findings(stack: Stack) -> None:
+def suppress_justified_findings(stack: LifelineStack) -> None:
     """Suppressions are attached to the exact resources; none applies stack-wide."""
-    from cdk.stack import LifelineStack
-
-    assert isinstance(stack, LifelineStack)
     xray = NagPackSuppression(
         id="AwsSolutions-IAM5",
         reason="X-Ray PutTraceSegments/PutTelemetryRecords do not support resource-level permissions",

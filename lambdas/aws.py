@@ -29,7 +29,7 @@ _CLIENT_CONFIG = botocore.client.Config(connect_timeout=5, read_timeout=20, retr
 
 def client(service: str) -> Any:
     """A boto3 client; region and endpoint come from the environment (AWS_REGION, AWS_ENDPOINT_URL)."""
-    return boto3.client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=_CLIENT_CONFIG)
 
 
 def error_code(exc: botocore.exceptions.ClientError) -> str:

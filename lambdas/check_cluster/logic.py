@@ -84,18 +84,19 @@ def assess(
 
 def cluster_view(cluster: dict[str, Any]) -> ClusterView:
     """The fields later steps use; an ACTIVE cluster without endpoint or CA is invalid data."""
+    fields = {
+        "name": cluster.get("name"),
+        "arn": cluster.get("arn"),
+        "id": cluster.get("id"),
+        "status": cluster.get("status"),
+        "endpoint": cluster.get("endpoint"),
+        "certificateAuthorityData": (cluster.get("certificateAuthority") or {}).get("data"),
+        "version": cluster.get("version"),
+        "platformVersion": cluster.get("platformVersion"),
+        "outpostArns": list((cluster.get("outpostConfig") or {}).get("outpostArns") or []),
+        "authenticationMode": (cluster.get("accessConfig") or {}).get("authenticationMode") or "CONFIG_MAP",
+    }
     try:
-        return ClusterView(
-            name=cluster.get("name"),  # type: ignore[arg-type]
-            arn=cluster.get("arn"),  # type: ignore[arg-type]
-            id=cluster.get("id"),
-            status=cluster.get("status"),  # type: ignore[arg-type]
-            endpoint=cluster.get("endpoint"),  # type: ignore[arg-type]
-            certificateAuthorityData=(cluster.get("certificateAuthority") or {}).get("data"),
-            version=cluster.get("version"),  # type: ignore[arg-type]
-            platformVersion=cluster.get("platformVersion"),  # type: ignore[arg-type]
-            outpostArns=list((cluster.get("outpostConfig") or {}).get("outpostArns") or []),
-            authenticationMode=(cluster.get("accessConfig") or {}).get("authenticationMode") or "CONFIG_MAP",
-        )
+        return ClusterView.model_validate(fields)
     except ValidationError as exc:
         raise InvalidClusterData(f"DescribeCluster: {describe_validation_error(exc)}") from None
