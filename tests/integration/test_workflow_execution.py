@@ -16,6 +16,7 @@ import pytest
 from lifeline_agent.contract import ClusterSecret
 from lifeline_agent.rbac import BREAKGLASS_BINDING, CSR_REQUESTER
 
+from cdk.constructs.workflow import RETRY_MAX_ATTEMPTS
 from lab.deploy import DeployedStack, lab_deployment
 from lab.lab import CLUSTER_ROLE_ARN, DEFAULT_OUTPOST_ARN
 from lambdas import constants
@@ -355,3 +356,23 @@ def test_malformed_and_hostile_inputs_end_in_named_failures_with_nothing_written
     assert set(lab.cluster_names()) == clusters_before
     assert len(lab.region.events(detail_type=constants.READY_DETAIL_TYPE)) == ready_before
     assert len(lab.region.events(detail_type=constants.FAILED_DETAIL_TYPE)) == failed_before + len(cases)
+
+
+def test_unreachable_cluster_is_retried_with_backoff_then_fails_named(
+    lab: Any, deployed: DeployedStack, unique_name: str
+) -> None:
+    lab.create_local_cluster(unique_name)
+    lab.control_plane(unique_name).stop()
+    arn = start(lab, deployed, {"name": unique_name, "create": False})
+    result = finished(lab, [arn])[arn]
+    assert result["status"] == "FAILED"
+    assert result["error"] == "ClusterUnreachable"
+    history = lab.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    bootstrap_attempts = [
+        e for e in history
+        if e["type"] == "LambdaFunctionScheduled"
+        and "BootstrapRbac" in e["lambdaFunctionScheduledEventDetails"]["resource"]
+    ]
+    assert len(bootstrap_attempts) == 1 + RETRY_MAX_ATTEMPTS  # the first try, then MaxAttempts retries
+    (failed,) = events_for(lab, constants.FAILED_DETAIL_TYPE, unique_name)
+    assert failed["detail"]["error"] == "ClusterUnreachable"
