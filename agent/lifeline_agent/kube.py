@@ -9,7 +9,6 @@ cluster's state directory for as long as the session lives: ``urllib3`` loads th
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import shutil
 import tempfile
@@ -287,6 +286,12 @@ class KubeSession:
             sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 2.0)
 
-    def delete_csr(self, name: str) -> None:
-        with contextlib.suppress(KubeError):  # best effort: CSRs are garbage-collected after about an hour
+    def delete_csr(self, name: str) -> bool:
+        """Best effort (CSRs are garbage-collected after about an hour); False when RBAC does not allow it."""
+        try:
             self.request("DELETE", f"{CSR_PATH}/{name}")
+        except Forbidden:
+            return False
+        except KubeError:
+            pass
+        return True

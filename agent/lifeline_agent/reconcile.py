@@ -75,6 +75,7 @@ class ClusterAgent:
         self._deadline_for: tuple[float, float] | None = None
         self._secret_checked = float("-inf")
         self._last_logged: tuple[ClusterState, str] | None = None
+        self._delete_csrs = True
         self.store.remove_stale_sessions()
 
     # --- the step -----------------------------------------------------------------------------------
@@ -204,15 +205,15 @@ class ClusterAgent:
     # --- reading what is installed --------------------------------------------------------------------
 
     def _installed(self) -> Installed | None:
-        config = self.store.current()
-        if config is None:
-            return None
         try:
+            config = self.store.current()
+            if config is None:
+                return None
             target, credential = kube.from_kubeconfig(config)
             if credential.cert_pem is None:
                 raise CertificateError("the installed kubeconfig has no client certificate")
             certificate = parse_certificate(credential.cert_pem)
-        except (ValueError, KeyError, OSError) as exc:
+        except (StoreError, ValueError, KeyError, OSError) as exc:
             log.warning("installed kubeconfig unusable, issuing a new one: %s", exc, extra={"cluster": self.cluster})
             return None
         return Installed(config=config, target=target, credential=credential, certificate=certificate)
@@ -337,7 +338,8 @@ class ClusterAgent:
             session.approve_csr(name, f"lifeline agent on host {self.config.host_id}")
             return session.wait_for_certificate(name, self.config.timing.csr_timeout)
         finally:
-            session.delete_csr(name)
+            if self._delete_csrs:  # the contract's RBAC does not grant delete: stop asking after one 403
+                self._delete_csrs = session.delete_csr(name)
 
     def _kubeconfig(self, target: kube.Target, cert_pem: bytes, key: bytes) -> dict[str, Any]:
         return build_kubeconfig(cluster_name=self.cluster, server=target.server, ca_pem=target.ca_pem,

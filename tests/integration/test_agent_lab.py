@@ -587,3 +587,15 @@ def test_all_clusters_means_every_lifeline_secret(lab, seeded_cluster, tmp_path,
     (tmp_path / "state" / "cached-only" / "cluster.json").write_text("{}")
     link_restored.cut()  # disconnected: the clusters cached on this host
     assert cluster_names(config, make_link_monitor(config, None)) == ["cached-only"]
+
+
+def test_a_corrupt_kubeconfig_is_replaced_while_connected(lab, seeded_cluster, tmp_path, kubectl):
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    assert run_agent(lab, config, "once").returncode == 0
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    kubeconfig.write_bytes(kubeconfig.read_bytes()[:100])  # torn by something that is not the agent
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installed kubeconfig unusable" in result.stderr
+    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err
