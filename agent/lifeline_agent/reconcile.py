@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -332,7 +333,8 @@ class ClusterAgent:
             "path": str(self.store.kubeconfig_path)})  # fmt: skip
 
     def _csr_round_trip(self, session: kube.KubeSession, csr: bytes) -> bytes:
-        name = f"lifeline-{self.config.host_id[:20]}-{self.cluster[:30]}-{secrets.token_hex(4)}".lower()
+        stem = re.sub(r"[^a-z0-9-]+", "-", f"{self.config.host_id[:20]}-{self.cluster[:30]}".lower())
+        name = f"lifeline-{stem}-{secrets.token_hex(4)}"  # a valid object name, unique per attempt
         session.create_csr(name, csr, CSR_USAGES, self.config.certificate_lifetime)
         try:
             session.approve_csr(name, f"lifeline agent on host {self.config.host_id}")

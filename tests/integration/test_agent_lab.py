@@ -564,11 +564,11 @@ def test_verify_falls_back_to_selfsubjectaccessreview_where_selfsubjectreview_is
 def test_the_break_glass_group_comes_from_the_secret(lab, unique_name, tmp_path, kubectl):
     lab.create_local_cluster(unique_name)
     lab.seed_cluster_for_agent(unique_name, breakglass_group="ops:breakglass")
-    config = write_config(lab, tmp_path, [unique_name], host_id="rack-9")
+    config = write_config(lab, tmp_path, [unique_name], host_id="Rack_9.a")  # CSR names must be lower-case DNS
     result = run_agent(lab, config, "once")
     assert result.returncode == 0, result.stdout + result.stderr
     user = whoami(kubectl, tmp_path / "state" / unique_name / "kubeconfig")
-    assert user["username"] == "lifeline:rack-9"
+    assert user["username"] == "lifeline:Rack_9.a"
     assert "ops:breakglass" in user["groups"] and "lifeline:breakglass" not in user["groups"]
 
 
