@@ -24,7 +24,7 @@ from lambdas.config import WorkflowConfig
 from lambdas.errors import ClusterUnreachable, RbacBootstrapFailed
 from lambdas.models import ClusterView
 
-API_TIMEOUT_SECONDS = 15
+API_TIMEOUTS = (5.0, 15.0)  # connect, read (seconds)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,19 @@ def api_client_for(cluster: ClusterView, token: str) -> Iterator[Any]:
         configuration.api_key_prefix = {"authorization": "Bearer"}
         configuration.retries = 1
         with client.ApiClient(configuration) as api_client:
+            _default_request_timeout(api_client.rest_client)
             yield api_client
+
+
+def _default_request_timeout(rest_client: Any) -> None:
+    # The kubernetes client has no client-wide timeout: without one, an endpoint that accepts and never
+    # answers (a cut service link) would hold the function until Lambda kills it, unnamed.
+    request = rest_client.request
+
+    def request_with_timeout(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or API_TIMEOUTS, **kwargs)
+
+    rest_client.request = request_with_timeout
 
 
 def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:

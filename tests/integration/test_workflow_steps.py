@@ -155,3 +155,22 @@ def test_handlers_log_names_and_fingerprints_but_no_certificate_key_or_token(
     assert stored["caSha256"] in text
     for marker in CA_MARKERS:
         assert marker not in text
+
+
+def test_bootstrap_of_an_endpoint_that_never_answers_times_out_as_unreachable(
+    lab: Any, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import lambdas.bootstrap_rbac.logic as bootstrap_logic
+
+    info = lab.create_local_cluster(unique_name)
+    monkeypatch.setattr(bootstrap_logic, "API_TIMEOUTS", (1.0, 1.0))
+    with socket.socket() as silent:  # accepts connections (backlog) and never says a word, like a cut link
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        hung = view_of(lab, unique_name, endpoint=f"https://127.0.0.1:{port}")
+        with pytest.raises(ClusterUnreachable):
+            bootstrap(hung, config=_config(lab), eks=lab.client("eks"),
+                      token=_token(lab, info.id, lab.creator.boto3_session()))
