@@ -95,7 +95,7 @@ def render_png(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kubectl_lanes = list(dict.fromkeys(call["lane"] for call in data["kubectl"]))
+    kubectl_lanes = sorted({call["lane"] for call in data["kubectl"]})  # "case 1..3" before "offline ..."
     certificates = sorted(data["certificates"], key=lambda c: c["installed"])
     end = float(data["ended"])
     rows = ["service link", "workflow", "certificates", *kubectl_lanes]
@@ -133,7 +133,7 @@ def render_png(data: dict[str, Any], path: Path) -> None:
         axes.plot([cert["installed"]], [row], marker="v", color="black", markersize=5)
         if cert["not_after"] <= axis_end:
             axes.plot([cert["not_after"]], [row], marker="|", color=CERT_COLOUR, markersize=7)
-    axes.text(0, y["certificates"] + band / 2 + 0.2, f"{len(certificates)} certificates: ▼ installed, thick: in use, "
+    axes.text(0, y["certificates"] + band / 2 + 0.25, f"{len(certificates)} certificates: ▼ installed, thick: in use, "
               "thin: still valid until notAfter (|)", fontsize=8)  # fmt: skip
 
     for lane in kubectl_lanes:
