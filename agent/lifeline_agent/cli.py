@@ -86,11 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     return command(config, args)
 
 
+def _quiet_libraries() -> None:
+    """The AWS SDK and urllib3 log request details (presigned URLs, bodies) at DEBUG: keep them at WARNING."""
+    for name in ("botocore", "boto3", "urllib3", "kubernetes"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _run(config: AgentConfig, _args: argparse.Namespace) -> int:
     from lifeline_agent.daemon import Daemon
     from lifeline_agent.observability import MetricsAddressError, Observer, SystemdNotifier, configure_logging
 
     configure_logging(config.log_level)
+    _quiet_libraries()
     observer = Observer()
     try:
         endpoint = observer.serve(config.metrics_address)
@@ -111,6 +118,7 @@ def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
     from lifeline_agent.reconcile import ClusterAgent
 
     configure_logging(config.log_level, stream=sys.stderr)
+    _quiet_libraries()
     link = make_link_monitor(config, None)
     names = cluster_names(config, link)
     if not names:

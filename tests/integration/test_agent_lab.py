@@ -173,6 +173,7 @@ def test_the_key_never_leaves_the_host(lab, seeded_cluster, tmp_path):
         "API watch events": repr(list(control_plane.store._events)),
     }
     assert '"level": "DEBUG"' in places["agent logs"] or '"level": "INFO"' in places["agent logs"]
+    assert "X-Amz-Signature" not in places["agent logs"] and "k8s-aws-v1." not in places["agent logs"]
     for form in key_material_forms(key_pem):
         for place, text in places.items():
             assert form not in text, f"private key material found in {place}"
