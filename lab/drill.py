@@ -297,52 +297,83 @@ def add_arguments(parser: Any) -> None:
 
 
 def lab_link_action(state_dir: Path, state: str) -> Callable[[], None]:
-    from lab.cli import admin_request
+    from lab.cli import LabNotRunning, admin_request
 
     def action() -> None:
-        admin_request(state_dir, "POST", f"/link/{state}")
+        try:
+            admin_request(state_dir, "POST", f"/link/{state}")
+        except LabNotRunning as exc:
+            raise DrillError(f"cannot set the lab's link {state}: {exc}") from exc
 
     return action
 
 
-def drill_command(args: Any) -> int:
-    """``python -m lab drill``: exit 0 only when every case gave the expected result."""
+def _cases_and_actions(args: Any) -> tuple[list[DrillCase], Callable[[], None], Callable[[], None]]:
     from lab.cli import read_env_file
 
+    chosen = _parse_kubeconfig_options(args.kubeconfig)
+    lab_env = read_env_file(args.state_dir)
+    missing = [key for key in CASE_KEYS if key not in chosen and LAB_ENV_KUBECONFIGS[key] not in lab_env]
+    if missing:
+        raise DrillError(f"no kubeconfig for {', '.join(missing)}: start the lab (python -m lab up --detach) "
+                         "or pass --kubeconfig CASE=PATH")  # fmt: skip
+    paths = {key: chosen.get(key) or Path(lab_env[LAB_ENV_KUBECONFIGS[key]]) for key in CASE_KEYS}
+    if (args.cut_command is None) != (args.restore_command is None):
+        raise DrillError("--cut-command and --restore-command go together")
+    if args.cut_command is not None:
+        cut = command_action(args.cut_command, "cut")
+        restore = command_action(args.restore_command, "restore")
+    else:
+        cut, restore = lab_link_action(args.state_dir, "down"), lab_link_action(args.state_dir, "up")
+    cases = standard_cases(paths["extended-iam"], paths["local-iam"], paths["local-x509"], "X.509 certificate")
+    return cases, cut, restore
+
+
+def drill_command(args: Any) -> int:
+    """``python -m lab drill``: 0 every case gave the expected result, 1 one did not, 2 the drill could not run.
+
+    Once the cut was attempted the link is restored, whatever happened.
+    """
     try:
-        chosen = _parse_kubeconfig_options(args.kubeconfig)
-        lab_env = read_env_file(args.state_dir)
-        missing = [key for key in CASE_KEYS if key not in chosen and LAB_ENV_KUBECONFIGS[key] not in lab_env]
-        if missing:
-            raise DrillError(f"no kubeconfig for {', '.join(missing)}: start the lab (python -m lab up --detach) "
-                             "or pass --kubeconfig CASE=PATH")  # fmt: skip
-        paths = {key: chosen.get(key) or Path(lab_env[LAB_ENV_KUBECONFIGS[key]]) for key in CASE_KEYS}
-        if (args.cut_command is None) != (args.restore_command is None):
-            raise DrillError("--cut-command and --restore-command go together")
-        if args.cut_command is not None:
-            cut = command_action(args.cut_command, "cut")
-            restore = command_action(args.restore_command, "restore")
-        else:
-            cut, restore = lab_link_action(args.state_dir, "down"), lab_link_action(args.state_dir, "up")
-        cases = standard_cases(paths["extended-iam"], paths["local-iam"], paths["local-x509"], "X.509 certificate")
-        report = run_drill(cases, cut, log=_log, kubectl=args.kubectl)
+        cases, cut, restore = _cases_and_actions(args)
     except DrillError as exc:
         print(f"drill: {exc}", file=sys.stderr)
         return 2
+    cut_attempted = False
+
+    def cut_once() -> None:
+        nonlocal cut_attempted
+        cut_attempted = True
+        cut()
+
+    report: DrillReport | None = None
+    restored = True
     try:
-        print()
-        print(report.table())
-        print()
+        report = run_drill(cases, cut_once, log=_log, kubectl=args.kubectl)
+        print(f"\n{report.table()}\n", flush=True)
+    except DrillError as exc:
+        print(f"drill: {exc}", file=sys.stderr)
     finally:
-        _log("restoring the service link")
-        restore()
+        if cut_attempted:
+            restored = _restore(restore)
+    if report is None or not restored:
+        return 2
     again = [_until_it_works(case, args.kubectl, args.restore_timeout) for case in cases]
     for case, call in zip(cases, again, strict=True):
         _log(f"  link restored | {case.control_plane} + {case.credential}: {call.message}")
-    recovered = all(call.lists_kubernetes_service for call in again)
-    verdict = report.passed and recovered
+    verdict = report.passed and all(call.lists_kubernetes_service for call in again)
     _log("drill PASSED: every result was the expected one" if verdict else "drill FAILED: see UNEXPECTED above")
     return 0 if verdict else 1
+
+
+def _restore(restore: Callable[[], None]) -> bool:
+    _log("restoring the service link")
+    try:
+        restore()
+    except DrillError as exc:
+        print(f"drill: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _until_it_works(case: DrillCase, kubectl: Path | None, timeout: float) -> KubectlCall:

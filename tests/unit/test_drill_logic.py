@@ -191,3 +191,28 @@ def test_the_timeline_is_written_as_json_and_png(tmp_path: Path) -> None:
     assert data["certificates"][0]["not_before"] < 0 < data["certificates"][0]["installed"]
     assert {c["lane"] for c in data["kubectl"]} == {"case 2", "offline"}
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_path.stat().st_size > 10_000
+
+
+def test_a_failing_cut_command_still_restores_the_link_and_exits_2(
+    fake_kubectl: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script, _ = fake_kubectl
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("kind: Config\n")
+    restored = tmp_path / "restored"
+    args = drill_args(tmp_path, kubeconfig=[f"{key}={kubeconfig}" for key in drill.CASE_KEYS], kubectl=script,
+                      cut_command="false", restore_command=f"touch {restored}")  # fmt: skip
+    assert drill.drill_command(args) == 2
+    assert "cut command 'false' exited 1" in capsys.readouterr().err
+    assert restored.exists()
+
+
+def test_the_drill_against_a_lab_that_is_not_running_is_a_named_error(
+    fake_kubectl: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script, _ = fake_kubectl
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("kind: Config\n")
+    args = drill_args(tmp_path, kubeconfig=[f"{key}={kubeconfig}" for key in drill.CASE_KEYS], kubectl=script)
+    assert drill.drill_command(args) == 2
+    assert "cannot set the lab's link down: no running lab" in capsys.readouterr().err
