@@ -13,13 +13,11 @@ from lambdas.bootstrap_rbac.logic import bootstrap
 from lambdas.config import WorkflowConfig
 from lambdas.errors import InvalidRequest
 from lambdas.models import ClusterStepInput
-from lambdas.observability import logger, metrics, tracer
+from lambdas.observability import instrumented, logger, metrics
 from lambdas.validation import describe_validation_error
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
         request = ClusterStepInput.model_validate(event)

@@ -13,14 +13,12 @@ from lambdas.check_cluster.logic import assess, describe_cluster
 from lambdas.config import WorkflowConfig
 from lambdas.errors import InvalidRequest
 from lambdas.models import CheckInput
-from lambdas.observability import logger, metrics, tracer
+from lambdas.observability import instrumented, logger, metrics
 from lambdas.timeutil import parse_timestamp, utcnow
 from lambdas.validation import describe_validation_error
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
         request = CheckInput.model_validate(event)

@@ -10,12 +10,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas import aws
 from lambdas.create_cluster.logic import create_cluster
 from lambdas.errors import InvalidRequest
-from lambdas.observability import logger, metrics, tracer
+from lambdas.observability import instrumented, logger, metrics
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     if not isinstance(event, dict) or not isinstance(event.get("name"), str):
         raise InvalidRequest("CreateCluster input must be the normalised CreateCluster parameters")

@@ -10,13 +10,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.config import WorkflowConfig
 from lambdas.errors import InvalidRequest
 from lambdas.normalise_request.logic import normalise
-from lambdas.observability import logger, metrics, tracer
+from lambdas.observability import instrumented, logger, metrics
 from lambdas.timeutil import utcnow
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     if not isinstance(event, dict) or "input" not in event:
         raise InvalidRequest("NormaliseRequest expects the execution input wrapped as {\"input\": ...}")

@@ -12,14 +12,12 @@ from lambdas import aws
 from lambdas.config import WorkflowConfig
 from lambdas.errors import InvalidRequest
 from lambdas.models import ClusterStepInput
-from lambdas.observability import logger, metrics, tracer
+from lambdas.observability import instrumented, logger, metrics
 from lambdas.store_secret.logic import build_secret, store_secret
 from lambdas.validation import describe_validation_error
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
         request = ClusterStepInput.model_validate(event)
