@@ -116,7 +116,7 @@ class WorkflowFunctions(Construct):
         self.cluster_admin_role = self._role("ClusterAdminRole")
         self.cluster_admin_role.add_to_policy(
             iam.PolicyStatement(
-                actions=["eks:CreateCluster", "eks:DescribeCluster", "eks:TagResource", "eks:CreateAccessEntry",
+                actions=["eks:CreateCluster", "eks:TagResource", "eks:CreateAccessEntry",
                          "eks:DescribeAccessEntry", "eks:UpdateAccessEntry"],
                 resources=[self.cluster_arn_pattern, access_entry_arn_pattern],
             )

@@ -217,7 +217,7 @@ def test_secret_permissions_are_scoped_to_the_lifeline_prefix_and_the_key(synthe
 
 def test_cluster_permissions(synthesized: Synthesized, synthesized_full: Synthesized) -> None:
     admin = _role_statements(synthesized, "ClusterAdminRole")
-    assert _actions_of(admin) >= {"eks:CreateCluster", "eks:DescribeCluster", "iam:PassRole"}
+    assert _actions_of(admin) >= {"eks:CreateCluster", "iam:PassRole"}
     (pass_role,) = [s for s in admin if "iam:PassRole" in _as_list(s["Action"])]
     assert pass_role["Resource"] == CLUSTER_ROLE
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "eks.amazonaws.com"}}
@@ -276,3 +276,35 @@ def test_lambda_asset_holds_the_workflow_code_and_the_agents_shared_modules(synt
     for shared in ("contract.py", "rbac.py", "eks_token.py"):
         assert (asset / "lifeline_agent" / shared).is_file()
     assert not list(asset.rglob("__pycache__"))
+
+
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+EXPECTED_ROLE_ACTIONS = {
+    "NormaliseRequestRole": LOGS | XRAY,
+    "CheckClusterRole": LOGS | XRAY | {"eks:DescribeCluster"},
+    "StoreSecretRole": LOGS | XRAY | {
+        "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue", "secretsmanager:TagResource", "kms:Decrypt", "kms:Encrypt",
+        "kms:GenerateDataKey",
+    },
+    "ClusterAdminRole": LOGS | XRAY | {
+        "eks:CreateCluster", "eks:TagResource", "eks:CreateAccessEntry", "eks:DescribeAccessEntry",
+        "eks:UpdateAccessEntry", "iam:PassRole",
+    },
+    "StateMachineRole": XRAY | {
+        "lambda:InvokeFunction", "events:PutEvents", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+        "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    },
+    "StateMachineEventsRole": {"states:StartExecution"},
+}  # fmt: skip
+
+
+def test_each_role_has_exactly_the_actions_its_step_needs(synthesized: Synthesized) -> None:
+    roles = synthesized.resources("AWS::IAM::Role")
+    assert len(roles) == len(EXPECTED_ROLE_ACTIONS)
+    for fragment, expected in EXPECTED_ROLE_ACTIONS.items():
+        (logical,) = [r for r in roles if fragment in r and not (fragment == "StateMachineRole" and "Events" in r)]
+        assert _actions_of(_role_statements(synthesized, logical)) == expected, fragment
