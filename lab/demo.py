@@ -50,6 +50,10 @@ DEFAULT_OUTPUT_DIR = REPO / ".lab" / "demo"
 OFFLINE_LANE = "offline kubeconfig, every ~2 s"
 DRILL_LANES = {"extended-iam": "case 1: extended + IAM", "local-iam": "case 2: local + IAM",
                "local-lifeline": "case 3: local + Lifeline"}  # fmt: skip
+# Every AWS call of the demo names the lab's endpoint; anything that would not ends at a closed loopback port,
+# never at a real AWS endpoint, the instance metadata service or the operator's own credentials.
+NO_REAL_AWS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}  # fmt: skip
 WORKFLOW_TIMEOUT_SECONDS = 120.0
 AGENT_READY_TIMEOUT_SECONDS = 60.0
 
@@ -575,6 +579,9 @@ def demo_command(args: Any) -> int:
     """
     output = (args.output_dir or args.state_dir / "demo").resolve()
     output.mkdir(parents=True, exist_ok=True)
+    os.environ.update(NO_REAL_AWS)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
     terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout.flush()
     sys.stderr.flush()
