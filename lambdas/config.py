@@ -36,6 +36,7 @@ class WorkflowConfig:
     breakglass_cluster_role: str = "cluster-admin"
     agent_group: str = AGENTS_GROUP
     agent_principal_arns: tuple[str, ...] = ()
+    secret_writer_arn: str | None = None
     token_sts_endpoint_url: str | None = None
 
     @classmethod
@@ -51,5 +52,6 @@ class WorkflowConfig:
             breakglass_cluster_role=env.get(constants.ENV_BREAKGLASS_CLUSTER_ROLE) or "cluster-admin",
             agent_group=env.get(constants.ENV_AGENT_GROUP) or AGENTS_GROUP,
             agent_principal_arns=_json_list(constants.ENV_AGENT_PRINCIPAL_ARNS),
+            secret_writer_arn=env.get(constants.ENV_SECRET_WRITER_ARN) or None,
             token_sts_endpoint_url=env.get(constants.ENV_TOKEN_STS_ENDPOINT_URL) or None,
         )

@@ -91,6 +91,7 @@ class WorkflowFunctions(Construct):
                     "secretsmanager:CreateSecret",
                     "secretsmanager:DescribeSecret",
                     "secretsmanager:GetSecretValue",
+                    "secretsmanager:PutResourcePolicy",
                     "secretsmanager:PutSecretValue",
                     "secretsmanager:TagResource",
                 ],
@@ -108,6 +109,8 @@ class WorkflowFunctions(Construct):
             environment={
                 constants.ENV_SECRET_KMS_KEY_ID: secrets_key.key_arn,
                 constants.ENV_BREAKGLASS_GROUP: settings.breakglass_group,
+                constants.ENV_AGENT_PRINCIPAL_ARNS: json.dumps(list(settings.agent_principal_arns)),
+                constants.ENV_SECRET_WRITER_ARN: store_role.role_arn,
             },
         )
 

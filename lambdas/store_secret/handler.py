@@ -25,7 +25,13 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         raise InvalidRequest(describe_validation_error(exc)) from None
     config = WorkflowConfig.from_environment()
     secret = build_secret(request.cluster, breakglass_group=config.breakglass_group)
-    stored = store_secret(aws.client("secretsmanager"), secret, kms_key_id=config.secret_kms_key_id)
+    stored = store_secret(
+        aws.client("secretsmanager"),
+        secret,
+        kms_key_id=config.secret_kms_key_id,
+        readers=config.agent_principal_arns,
+        writer=config.secret_writer_arn,
+    )
     logger.info("secret stored", extra={"secret": stored.secretName, "changed": stored.changed,
                                         "caSha256": stored.caSha256})
     metrics.add_metric(name="SecretsWritten" if stored.changed else "SecretsUnchanged", unit=MetricUnit.Count,

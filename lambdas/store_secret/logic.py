@@ -6,6 +6,7 @@ differs from the current one. The contract code is the agent's (``lifeline_agent
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,52 @@ def _current(secrets: Any, name: str) -> tuple[ClusterSecret | None, dict[str, A
         return None, response  # unreadable: replace it with a valid version
 
 
-def store_secret(secrets: Any, secret: ClusterSecret, *, kms_key_id: str | None) -> StoredSecret:
+def reader_policy(readers: tuple[str, ...], writer: str) -> dict[str, Any]:
+    """The secret's resource policy: the agents may read it; every other principal but the writer is denied."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "LifelineAgentsRead",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(readers)},
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "NobodyElseReads",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [*readers, writer]}},
+            },
+        ],
+    }
+
+
+def store_secret(
+    secrets: Any,
+    secret: ClusterSecret,
+    *,
+    kms_key_id: str | None,
+    readers: tuple[str, ...] = (),
+    writer: str | None = None,
+) -> StoredSecret:
+    """Write the secret (create, or a new version when it changed); with ``readers`` and ``writer``, also
+    (re)apply the resource policy that lets only them read it."""
+    stored = _write(secrets, secret, kms_key_id=kms_key_id)
+    if readers and writer:
+        policy = json.dumps(reader_policy(readers, writer), sort_keys=True)
+        try:
+            secrets.put_resource_policy(SecretId=stored.secretName, ResourcePolicy=policy, BlockPublicPolicy=True)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise_transient(exc, f"resource policy of {stored.secretName}")
+            raise
+    return stored
+
+
+def _write(secrets: Any, secret: ClusterSecret, *, kms_key_id: str | None) -> StoredSecret:
     name = secret.secret_name
     try:
         try:

@@ -285,7 +285,8 @@ EXPECTED_ROLE_ACTIONS = {
     "CheckClusterRole": LOGS | XRAY | {"eks:DescribeCluster"},
     "StoreSecretRole": LOGS | XRAY | {
         "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
-        "secretsmanager:PutSecretValue", "secretsmanager:TagResource", "kms:Decrypt", "kms:Encrypt",
+        "secretsmanager:PutSecretValue", "secretsmanager:TagResource", "secretsmanager:PutResourcePolicy",
+        "kms:Decrypt", "kms:Encrypt",
         "kms:GenerateDataKey",
     },
     "ClusterAdminRole": LOGS | XRAY | {
