@@ -1,10 +1,18 @@
 """The lab's emulated EKS local control plane: a Kubernetes API server over HTTPS on loopback.
 
-Usage::
+Real kubectl (1.37) and the official ``kubernetes`` client work against it unchanged::
 
     with ControlPlane(ControlPlaneOptions(cluster_name="demo", cluster_id=str(uuid.uuid4()))) as cp:
-        cert_pem, key_pem = cp.admin_credentials()
-        ...  # kubectl / the kubernetes client against cp.endpoint with cp.ca_pem
+        cert_pem, key_pem = cp.admin_credentials()      # CN=lab:admin, O=system:masters
+        ...  # a kubeconfig for cp.endpoint with cp.ca_pem
+
+What it does, module by module: ``listener`` (one werkzeug HTTPS listener per control-plane IP),
+``app`` (authentication, impersonation, RBAC, dispatch, Status errors), ``authn`` (X.509 and EKS IAM
+tokens verified against the Region's STS, aws-auth mapping), ``rbac_eval`` (RBAC rule evaluation),
+``handlers`` (create/get/list/update/patch/delete, reviews), ``csr`` (CSR validation and admission),
+``signer`` (csrsigning and csrcleaner controllers), ``watch``, ``tables`` (``kubectl get`` columns),
+``discovery`` (discovery and OpenAPI v3), ``protobuf`` (typed-client request bodies), ``seed`` (a new
+cluster's objects), ``store`` (the thread-safe object store, ``ControlPlane.store``).
 """
 
 from __future__ import annotations
