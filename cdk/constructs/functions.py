@@ -161,7 +161,10 @@ class WorkflowFunctions(Construct):
         settings = self._settings
         assert settings.vpc_id is not None
         vpc = ec2.Vpc.from_vpc_attributes(
-            self, "Vpc", vpc_id=settings.vpc_id, availability_zones=list(settings.availability_zones) or ["-"]
+            self,
+            "Vpc",
+            vpc_id=settings.vpc_id,
+            availability_zones=list(settings.availability_zones) or Stack.of(self).availability_zones,
         )
         subnets = [ec2.Subnet.from_subnet_id(self, f"Subnet{i}", s) for i, s in enumerate(settings.subnet_ids)]
         groups = [

@@ -90,6 +90,9 @@ class Workflow(Construct):
             "NormaliseRequest", normalise_request, {"input": sfn.JsonPath.object_at("$.input")}, "$.request"
         )
         create = step("CreateCluster", create_cluster, None, "$.created", input_path="$.request.createRequest")
+        # DescribeCluster is called inside CheckCluster rather than as an aws-sdk integration: the decision
+        # (deadline, health issues, allowed Outposts, contract fields) is Python, and one Task per poll keeps
+        # the loop short.
         check = step(
             "CheckCluster",
             check_cluster,
