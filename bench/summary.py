@@ -1,13 +1,106 @@
-"""bench/results/SUMMARY.md: the table of figures, made from the JSON results."""
+"""bench/results/SUMMARY.md: the table of figures, made from the JSON results (``python -m bench.summary``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from bench.common import RESULTS
+from bench.common import RESULTS, read_result
+
+
+def _s(value: Any, unit: str = " s") -> str:
+    return "-" if value is None else f"{value:g}{unit}" if isinstance(value, int | float) else str(value)
+
+
+def renewal_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    for key_type, figures in result.get("key_types", {}).items():
+        agent, manual = figures["agent_seconds"], figures["manual_seconds"]
+        rows.append((
+            f"Renewal, {key_type}: agent vs manual procedure (median)",
+            f"{agent['median']:.3f} s vs {manual['median']:.3f} s: **{figures['ratio_manual_over_agent_median']}x**",
+            f"agent p10-p90 {agent['p10']:.3f}-{agent['p90']:.3f} s, manual {manual['p10']:.3f}-{manual['p90']:.3f} s; "
+            f"n = {agent['n']} each",
+        ))  # fmt: skip
+    return rows
+
+
+def footprint_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    clusters = result.get("clusters")
+    return [
+        ("Start-up to READY=1 (sd_notify)", _s(result.get("startup_to_ready_seconds")),
+         f"{clusters} clusters; every cluster ready after {_s(result.get('startup_to_all_clusters_ready_seconds'))}"),
+        (f"Resident memory, idle, {clusters} clusters (VmRSS)", _s(_mib(result.get("idle_rss_kib_end")), " MiB"),
+         f"peak VmHWM {_s(_mib(result.get('peak_rss_kib_vmhwm')), ' MiB')}; at READY "
+         f"{_s(_mib(result.get('rss_kib_at_ready')), ' MiB')}"),
+        (f"CPU time while idle for {_s(result.get('idle_seconds'))}", _s(result.get("idle_cpu_seconds")),
+         f"{_s(result.get('idle_cpu_percent'), ' %')} of one core; {result.get('renewals_while_idle')} renewals"),
+    ]  # fmt: skip
+
+
+def _mib(kib: Any) -> float | None:
+    return round(kib / 1024, 1) if isinstance(kib, int | float) else None
+
+
+def fleet_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    agent, workflow = result.get("agent", {}), result.get("workflow", {})
+    passes = agent.get("once_passes", {})
+    rows = []
+    for label, key in (("bootstrap from nothing", "bootstrap_from_nothing"), ("renew every cluster",
+                       "renew_every_cluster"), ("verify every cluster", "verify_every_cluster")):  # fmt: skip
+        figures = passes.get(key, {})
+        rows.append((f"One agent, {agent.get('clusters')} clusters, `once` pass: {label}", _s(figures.get("seconds")),
+                     f"{figures.get('ready')}/{figures.get('clusters')} ready, "
+                     f"{figures.get('certificates_installed')} certificates installed, "
+                     f"exit {figures.get('exit_code')}"))
+    rows.append((f"One agent, {agent.get('clusters')} clusters, `run` from nothing to all ready",
+                 _s(agent.get("run_from_nothing_to_all_ready_seconds")),
+                 f"unexpected reconcile errors: {agent.get('run_unexpected_reconcile_errors')}"))
+    rows.append((f"Workflow, {workflow.get('events')} CreateCluster events at once",
+                 _s(workflow.get("events_to_all_executions_ended_seconds")),
+                 f"{workflow.get('succeeded')}/{workflow.get('events')} succeeded, {workflow.get('secrets_stored')} "
+                 "secrets stored (lab: 1 s polls, 1 s activation)"))  # fmt: skip
+    return rows
+
+
+def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    schedule = result.get("schedule", {})
+    return [
+        (f"Link down {_s(result.get('outage_seconds'))}, 60 s certificates: failed kubectl calls",
+         f"**{result.get('kubectl_failures')} / {result.get('kubectl_calls')}**",
+         f"median kubectl {_s(result.get('kubectl_seconds', {}).get('median'))}"),
+        ("Renewals while the link was down", str(result.get("renewals_during_outage")),
+         f"schedule expects about {result.get('expected_renewals_from_schedule')}; every renewal in its window: "
+         f"{schedule.get('on_schedule')} ({schedule.get('renewals_checked')} checked)"),
+    ]  # fmt: skip
+
+
+SECTIONS = (("renewal", renewal_rows), ("footprint", footprint_rows), ("fleet", fleet_rows), ("outage", outage_rows))
+
+
+def table() -> str:
+    lines = ["| Figure | Value | Details |", "|---|---|---|"]
+    sources = []
+    for name, rows in SECTIONS:
+        result = read_result(name)
+        if result is None:
+            lines.append(f"| {name} | not run | `python -m bench {name}` |")
+            continue
+        sources.append(f"`bench/results/{name}.json` ({result.get('variant')} variant, {result.get('finished_at')})")
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(result)]
+    machine = next((r["machine"] for n, _ in SECTIONS if (r := read_result(n))), {})
+    lines += ["", "Sources: " + "; ".join(sources) + ".",
+              f"Machine: {machine.get('cpus')} CPUs, Python {machine.get('python')}, kubectl {machine.get('kubectl')}, "
+              f"Linux {machine.get('kernel')}; the lab (moto Region, emulated control planes) on the same machine."]
+    return "\n".join(lines) + "\n"
 
 
 def write() -> Path:
     path = RESULTS / "SUMMARY.md"
-    path.write_text("TODO\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Measured (generated by `make bench`; do not edit)\n\n" + table())
     return path
+
+
+if __name__ == "__main__":
+    print(write())
