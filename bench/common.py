@@ -41,7 +41,7 @@ def machine() -> dict[str, Any]:
     except (ValueError, KeyError):
         kubectl_version = "unknown"
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-            "kubectl": kubectl_version}  # fmt: skip
+            "kubectl": kubectl_version, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
 def write_result(name: str, variant: str, result: dict[str, Any]) -> Path:

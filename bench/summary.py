@@ -91,7 +91,8 @@ def table() -> str:
     machine = next((r["machine"] for n, _ in SECTIONS if (r := read_result(n))), {})
     lines += ["", "Sources: " + "; ".join(sources) + ".",
               f"Machine: {machine.get('cpus')} CPUs, Python {machine.get('python')}, kubectl {machine.get('kubectl')}, "
-              f"Linux {machine.get('kernel')}; the lab (moto Region, emulated control planes) on the same machine."]
+              f"Linux {machine.get('kernel')}; the lab (moto Region, emulated control planes) on the same machine; "
+              "load average at the end of each run is in its JSON (other work shares the machine)."]
     return "\n".join(lines) + "\n"
 
 
