@@ -165,7 +165,13 @@ class ClusterAgent:
 
     def _cache(self, now: float) -> CachedCluster:
         """The cached secret and IPs, refreshed from the Region when due and the link is up."""
-        cached = self.store.load_cache()
+        try:
+            cached = self.store.load_cache()
+        except StoreError as exc:
+            if not self.link.is_up():
+                raise
+            log.warning("cached cluster secret unusable, fetching it again: %s", exc, extra={"cluster": self.cluster})
+            cached = None
         due = cached is None or time.monotonic() - self._secret_checked >= self.config.timing.secret_refresh_interval
         if not due:
             assert cached is not None

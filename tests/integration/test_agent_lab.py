@@ -600,3 +600,20 @@ def test_a_corrupt_kubeconfig_is_replaced_while_connected(lab, seeded_cluster, t
     assert "installed kubeconfig unusable" in result.stderr
     rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
     assert rc == 0, err
+
+
+def test_a_corrupt_cache_is_fetched_again_while_connected_and_named_while_not(
+        lab, seeded_cluster, tmp_path, link_restored):
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    assert run_agent(lab, config, "once").returncode == 0
+    cache = tmp_path / "state" / seeded_cluster / "cluster.json"
+    good = cache.read_bytes()
+    cache.write_bytes(b"{garbage")
+    link_restored.cut()
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "StoreError" in result.stdout and "cluster.json" in result.stdout and "Traceback" not in result.stderr
+    link_restored.restore()
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(cache.read_bytes())["secret"] == json.loads(good)["secret"]
