@@ -212,18 +212,23 @@ class ClusterAgent:
     # --- reading what is installed --------------------------------------------------------------------
 
     def _installed(self) -> Installed | None:
+        """The installed kubeconfig; when it is unusable, the previous generation if that still works."""
         try:
-            config = self.store.current()
-            if config is None:
-                return None
-            target, credential = kube.from_kubeconfig(config)
-            if credential.cert_pem is None:
-                raise CertificateError("the installed kubeconfig has no client certificate")
-            certificate = parse_certificate(credential.cert_pem)
+            return _taken_apart(self.store.current())
         except (StoreError, ValueError, KeyError, OSError) as exc:
-            log.warning("installed kubeconfig unusable, issuing a new one: %s", exc, extra={"cluster": self.cluster})
-            return None
-        return Installed(config=config, target=target, credential=credential, certificate=certificate)
+            problem = exc
+        try:
+            previous = _taken_apart(self.store.previous())
+        except (StoreError, ValueError, KeyError, OSError):
+            previous = None
+        if previous is not None and not previous.certificate.expired(self.clock()):
+            assert previous.credential.key_pem is not None
+            self.store.restore_previous(previous.credential.key_pem)
+            log.warning("installed kubeconfig unusable (%s); restored kubeconfig.prev", problem,
+                        extra={"cluster": self.cluster})  # fmt: skip
+            return previous
+        log.warning("installed kubeconfig unusable, issuing a new one: %s", problem, extra={"cluster": self.cluster})
+        return None
 
     def _deadline(self, certificate: IssuedCertificate) -> float:
         key = (certificate.not_before, certificate.not_after)
@@ -392,6 +397,16 @@ class ClusterAgent:
         self.store.install(config, key)
         log.warning("kubeconfig rewritten: %s", reason, extra={"cluster": self.cluster,
                     "server": config["clusters"][0]["cluster"]["server"]})  # fmt: skip
+
+
+def _taken_apart(config: dict[str, Any] | None) -> Installed | None:
+    if config is None:
+        return None
+    target, credential = kube.from_kubeconfig(config)
+    if credential.cert_pem is None:
+        raise CertificateError("the installed kubeconfig has no client certificate")
+    return Installed(config=config, target=target, credential=credential,
+                     certificate=parse_certificate(credential.cert_pem))  # fmt: skip
 
 
 def verify_kubeconfig(config: dict[str, Any], user: str, group: str, *, workdir: Any, timeout: float) -> kube.Identity:

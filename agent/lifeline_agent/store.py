@@ -74,16 +74,29 @@ class ClusterStore:
 
     def current(self) -> dict[str, Any] | None:
         """The installed kubeconfig, parsed; ``None`` when there is none yet."""
+        return self._load(self.kubeconfig_path)
+
+    def previous(self) -> dict[str, Any] | None:
+        """The previous generation, parsed; ``None`` when there is none."""
+        return self._load(self.path(PREVIOUS))
+
+    def restore_previous(self, key_pem: bytes) -> None:
+        """Put the previous generation (whose key is ``key_pem``) back as the current kubeconfig."""
+        mode = 0o640 if self.operators_group else 0o600
+        atomic_write(self.kubeconfig_path, self.path(PREVIOUS).read_bytes(), mode=mode, group=self.operators_group)
+        atomic_write(self.path(KEY), key_pem, mode=0o600)
+
+    def _load(self, path: Path) -> dict[str, Any] | None:
         try:
-            data = self.kubeconfig_path.read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(f"{self.kubeconfig_path}: {exc.strerror}") from None
+            raise StoreError(f"{path}: {exc.strerror}") from None
         try:
             return load_kubeconfig(data)
         except ValueError as exc:
-            raise StoreError(f"{self.kubeconfig_path}: {exc}") from None
+            raise StoreError(f"{path}: {exc}") from None
 
     def install(self, config: dict[str, Any], key_pem: bytes) -> None:
         """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each step atomic."""

@@ -617,3 +617,18 @@ def test_a_corrupt_cache_is_fetched_again_while_connected_and_named_while_not(
     result = run_agent(lab, config, "once")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(cache.read_bytes())["secret"] == json.loads(good)["secret"]
+
+
+def test_a_corrupt_kubeconfig_falls_back_to_the_previous_generation_while_disconnected(
+        lab, seeded_cluster, tmp_path, kubectl, link_restored):
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    assert run_agent(lab, config, "once").returncode == 0
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    kubeconfig.with_name("kubeconfig.prev").write_bytes(kubeconfig.read_bytes())
+    kubeconfig.write_bytes(b"\x00" * 64)
+    link_restored.cut()
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restored kubeconfig.prev" in result.stderr
+    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+    assert rc == 0, err
