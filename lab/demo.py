@@ -74,6 +74,7 @@ class DemoOptions:
     offline_call_interval: float = 2.0
     min_offline_calls: int = 10
     outage_timeout: float = 120.0  # longest wait for the renewals once the drill is done
+    min_outage_seconds: float = 0.0  # keep the link down at least this long (the demo: long enough to watch)
     log: Callable[[str], None] | None = None
 
 
@@ -484,8 +485,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
             drill = run_drill(cases, cut, log=log, on_call=record, cache_dir=output / "kube-cache")
             print_block(log, drill.table())
 
-            log(f"step 7: link stays down until the agent renewed {options.min_offline_renewals}x offline "
-                f"(kubectl through the offline kubeconfig every {options.offline_call_interval:g} s)")  # fmt: skip
+            log(f"step 7: the link stays down (at least {options.min_outage_seconds:g} s) until the agent renewed "
+                f"{options.min_offline_renewals}x offline (kubectl through the offline kubeconfig every "
+                f"{options.offline_call_interval:g} s)")  # fmt: skip
             _wait_outage(watcher, offline_loop, drill.cut_at, options, log)
             print_block(log, agent.status(as_json=False).rstrip())
 
@@ -524,10 +526,17 @@ def run_demo(options: DemoOptions) -> DemoResult:
 def _wait_outage(watcher: CertificateWatcher, loop: OfflineKubectlLoop, cut_at: float, options: DemoOptions,
                  log: Progress) -> None:
     deadline = time.monotonic() + options.outage_timeout
+    next_report = time.monotonic()
     while time.monotonic() < deadline:
         if (watcher.renewals_since(cut_at) >= options.min_offline_renewals
-                and len(loop.calls) >= options.min_offline_calls):
+                and len(loop.calls) >= options.min_offline_calls
+                and time.time() - cut_at >= options.min_outage_seconds):
             break
+        if time.monotonic() >= next_report and loop.calls:
+            next_report = time.monotonic() + 10
+            last = loop.calls[-1]
+            log(f"  link down {time.time() - cut_at:3.0f} s | offline kubeconfig: {len(loop.calls)} kubectl calls, "
+                f"{sum(not c.lists_kubernetes_service for c in loop.calls)} failed; last: {last.message}")  # fmt: skip
         time.sleep(0.25)
     calls = list(loop.calls)
     failed = sum(not call.lists_kubernetes_service for call in calls)
@@ -569,6 +578,8 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--signing-duration", type=int, default=DemoOptions.signing_duration_seconds,
                         metavar="SECONDS", help="the local control plane's certificate lifetime cap (default: "
                         f"{DemoOptions.signing_duration_seconds}; certificates are backdated 5 minutes)")  # fmt: skip
+    parser.add_argument("--min-outage", type=float, default=60.0, metavar="SECONDS",
+                        help="keep the service link down at least this long (default: 60)")
 
 
 def demo_command(args: Any) -> int:
@@ -591,6 +602,7 @@ def demo_command(args: Any) -> int:
         os.dup2(region_log.fileno(), 2)
         try:
             options = DemoOptions(output_dir=output, signing_duration_seconds=args.signing_duration,
+                                  min_outage_seconds=args.min_outage,
                                   log=lambda line: print(line, file=terminal, flush=True))  # fmt: skip
             result = run_demo(options)
         except DemoError as exc:
