@@ -97,7 +97,7 @@ class DrillRow:
 @dataclass
 class DrillReport:
     rows: list[DrillRow] = field(default_factory=list)
-    cut_at: float = 0.0
+    cut_at: float = 0.0  # when the cut was ordered (epoch seconds)
 
     @property
     def passed(self) -> bool:
@@ -174,6 +174,8 @@ def run_kubectl(
     except subprocess.TimeoutExpired as exc:
         returncode, stdout = -1, _text(exc.stdout)
         stderr = _text(exc.stderr) + f"\nkubectl gave no answer in {timeout:g} s"
+    except OSError as exc:
+        raise DrillError(f"cannot run {command[0]}: {exc}") from exc
     return KubectlCall(case, phase, started, time.time(), returncode, stdout, stderr)
 
 
@@ -201,12 +203,14 @@ def run_drill(
         if not case.kubeconfig.is_file():
             raise DrillError(f"case {case.key}: kubeconfig {case.kubeconfig} does not exist")
     kubectl = kubectl or kubectl_path()
+    if not kubectl.is_file():
+        raise DrillError(f"no kubectl at {kubectl}")
     with tempfile.TemporaryDirectory(prefix="lifeline-drill-kube-cache-") as fresh_cache:
         cache = cache_dir or Path(fresh_cache)
         before = _run_phase(cases, "before", log, on_call, kubectl, cache)
         log("cutting the service link")
-        cut()
         cut_at = time.time()
+        cut()
         log("service link is DOWN; kubectl again for every case (a server that never answers takes 10-50 s)")
         after = _run_phase(cases, "after", log, on_call, kubectl, cache)
     rows = [DrillRow(case, before[case.key], after[case.key]) for case in cases]

@@ -216,3 +216,15 @@ def test_the_drill_against_a_lab_that_is_not_running_is_a_named_error(
     args = drill_args(tmp_path, kubeconfig=[f"{key}={kubeconfig}" for key in drill.CASE_KEYS], kubectl=script)
     assert drill.drill_command(args) == 2
     assert "cannot set the lab's link down: no running lab" in capsys.readouterr().err
+
+
+def test_a_kubectl_that_is_not_there_is_a_named_error_before_the_cut(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("kind: Config\n")
+    cuts: list[int] = []
+    case = DrillCase("one", "Outpost", "IAM", kubeconfig, UNAUTHORIZED)
+    with pytest.raises(DrillError, match="no kubectl at"):
+        run_drill([case], lambda: cuts.append(1), log=lambda _: None, kubectl=tmp_path / "kubectl")
+    assert cuts == []
+    with pytest.raises(DrillError, match="cannot run"):
+        drill.run_kubectl("one", "after", kubeconfig, kubectl=tmp_path / "kubectl")
