@@ -26,8 +26,8 @@ Kubeconfigs are written to <state_dir>/<cluster>/kubeconfig (default state_dir /
 
 
 def _state_exit_code(states: list[str]) -> int:
-    for state, code in (("failed", EXIT_FAILED), ("pending", EXIT_FAILED), ("revoked", EXIT_REVOKED),
-                        ("needs-link", EXIT_NEEDS_LINK)):  # fmt: skip
+    for state, code in (("failed", EXIT_FAILED), ("pending", EXIT_FAILED), ("unknown", EXIT_FAILED),
+                        ("revoked", EXIT_REVOKED), ("needs-link", EXIT_NEEDS_LINK)):  # fmt: skip
         if state in states:
             return code
     return EXIT_OK
@@ -139,13 +139,16 @@ def _link_text(up: bool | None) -> str:
 
 
 def _statuses(config: AgentConfig) -> list[dict[str, Any]]:
-    from lifeline_agent.store import ClusterStore, known_clusters
+    from lifeline_agent.store import ClusterStore, StoreError, known_clusters
 
     names = [c.name for c in config.clusters] + known_clusters(config.state_dir)
     documents = []
     for name in sorted(dict.fromkeys(names)):
         store = ClusterStore(config.cluster_dir(name))
-        document = store.load_status() or {"cluster": name, "state": "pending", "link": "unknown"}
+        try:
+            document = store.load_status() or {"cluster": name, "state": "pending", "link": "unknown"}
+        except StoreError as exc:
+            document = {"cluster": name, "state": "unknown", "link": "unknown", "last_error": str(exc)}
         document.setdefault("kubeconfig_path", str(store.kubeconfig_path))
         documents.append(document)
     return documents

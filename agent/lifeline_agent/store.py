@@ -142,6 +142,8 @@ class ClusterStore:
             document = json.loads(self.path(STATUS).read_bytes())
         except (FileNotFoundError, ValueError):
             return None
+        except OSError as exc:
+            raise StoreError(f"{self.path(STATUS)}: {exc.strerror}") from None
         return document if isinstance(document, dict) else None
 
 
@@ -149,6 +151,6 @@ def known_clusters(state_dir: Path) -> list[str]:
     """Clusters with a cached secret in ``state_dir`` (what "all" means while the link is down)."""
     try:
         entries = sorted(os.listdir(state_dir))
-    except FileNotFoundError:
+    except OSError:  # missing, or not readable by this user (status run by an operator)
         return []
     return [name for name in entries if (state_dir / name / CACHE).is_file()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from lifeline_agent import cli
 from lifeline_agent.link import LinkMonitor
@@ -67,3 +69,14 @@ def test_addresses():
     assert server_url("fd00::1", 443) == "https://[fd00::1]:443"
     assert ip_of_server("https://[fd00::1]:443") == "fd00::1"
     assert ip_of_server("https://localhost:443") is None
+
+
+def test_status_names_an_unreadable_status_file(tmp_path, capsys):
+    state = tmp_path / "state" / "edge-1"
+    state.mkdir(parents=True)
+    (state / "status.json").mkdir()  # reading it fails the way an unreadable file does (root reads anything)
+    config = tmp_path / "agent.toml"
+    config.write_text(f'clusters = ["edge-1"]\nstate_dir = "{tmp_path / "state"}"\nhost_id = "h"\n')
+    assert cli.main(["status", "--json", "--config", str(config)]) == cli.EXIT_FAILED
+    document = json.loads(capsys.readouterr().out)[0]
+    assert document["state"] == "unknown" and "status.json" in document["last_error"]
