@@ -150,7 +150,10 @@ class ClusterAgent:
         elif self._endpoint_moved(installed, cache):
             self._rewrite(installed, cache, "the cluster endpoint changed, or its addresses are known now")
         elif self.last_verified is None or now - self.last_verified >= self.config.timing.verify_interval:
-            self._verify_installed(installed, cache)
+            try:
+                self._verify_installed(installed, cache)
+            except kube.Unauthorized as exc:  # e.g. the cluster's CA was rotated before the secret said so
+                self._issue(cache, None, f"the API server no longer accepts the certificate ({exc})")
         current = self._installed()
         assert current is not None
         self.not_after = current.certificate.not_after

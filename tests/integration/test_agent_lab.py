@@ -632,3 +632,25 @@ def test_a_corrupt_kubeconfig_falls_back_to_the_previous_generation_while_discon
     assert "restored kubeconfig.prev" in result.stderr
     rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
     assert rc == 0, err
+
+
+def test_a_certificate_the_server_stops_accepting_is_replaced_through_the_region(
+        lab, seeded_cluster, tmp_path, link_restored):
+    config = write_config(lab, tmp_path, [seeded_cluster])
+    assert run_agent(lab, config, "once").returncode == 0
+    kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
+    first = kubeconfig.read_bytes()
+    control_plane = lab.control_plane(seeded_cluster)
+
+    link_restored.cut()
+    control_plane.fail_next("selfsubjectreviews", 401, count=1)
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "no longer accepts the certificate" in result.stdout
+    assert kubeconfig.read_bytes() == first
+
+    link_restored.restore()
+    control_plane.fail_next("selfsubjectreviews", 401, count=1)
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert kubeconfig.read_bytes() != first
