@@ -196,8 +196,8 @@ def _status(config: AgentConfig, args: argparse.Namespace) -> int:
 def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
     from lifeline_agent.keys import CertificateError
     from lifeline_agent.kube import KubeError
-    from lifeline_agent.reconcile import Revoked, verify_kubeconfig
     from lifeline_agent.store import ClusterStore, StoreError, known_clusters
+    from lifeline_agent.verify import Revoked, verify_kubeconfig
 
     names = [args.cluster] if args.cluster else sorted({c.name for c in config.clusters} |
                                                        set(known_clusters(config.state_dir)))  # fmt: skip
