@@ -8,11 +8,22 @@ Example (every key but ``clusters`` has a default)::
     certificate_lifetime = "7d"            # requested; the signer may issue a shorter one
     key_type = "ecdsa-p256"                # or "rsa-2048", "rsa-4096"
     host_id = "..."                        # default: /etc/machine-id
-    breakglass_group = "lifeline:breakglass"   # default: the secret's breakglassGroup
+    breakglass_group = "lifeline:breakglass" # default: the secret's breakglassGroup
     probe_interval = "30s"
     metrics_address = "127.0.0.1:9877"
     operators_group = "lifeline-operators" # optional: kubeconfigs become 0640 to this group
     aws_endpoint_url = "https://..."       # optional: a VPC endpoint (or the lab)
+
+    probe_timeout = "2s"
+    log_level = "INFO"
+
+    [timing]                               # optional knobs (defaults shown)
+    backoff_base = "10s"                   # first retry after a failure; doubles, with jitter
+    backoff_cap = "15m"                    # longest wait between retries (also while revoked)
+    csr_timeout = "2m"                     # how long to wait for the signer
+    api_timeout = "10s"                    # one API server or Region request
+    verify_interval = "5m"                 # how often the installed kubeconfig is proven
+    secret_refresh_interval = "15m"        # how often lifeline/<cluster> is re-read while connected
 
     [cluster.edge-1]                       # optional per-cluster settings
     endpoint_ips = ["10.0.0.10", "10.0.0.11"]
