@@ -13,7 +13,6 @@ Example (every key but ``clusters`` has a default)::
     metrics_address = "127.0.0.1:9877"
     operators_group = "lifeline-operators" # optional: kubeconfigs become 0640 to this group
     aws_endpoint_url = "https://..."       # optional: a VPC endpoint (or the lab)
-
     probe_timeout = "2s"
     log_level = "INFO"
 
