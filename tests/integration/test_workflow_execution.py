@@ -32,14 +32,28 @@ def deployed(lab: Any) -> DeployedStack:
     return lab_deployment(lab)
 
 
+def workflow_principal_client(lab: Any, service: str) -> Any:
+    """A client with credentials moto does not know: moto resolves them to the same identity as the keys the
+    lab runs Lambda functions with, i.e. the workflow's principal."""
+    return boto3.client(
+        service, endpoint_url=lab.region_url, region_name="us-west-2",
+        aws_access_key_id="lifeline-test-unknown-key", aws_secret_access_key="unknown",
+    )
+
+
 @pytest.fixture(scope="module")
 def workflow_identity(lab: Any) -> str:
-    """The IAM identity the lab's Lambda functions run as (moto resolves an unknown key to this)."""
-    sts = boto3.client(
-        "sts", endpoint_url=lab.region_url, region_name="us-west-2",
-        aws_access_key_id="lifeline-probe-unknown-key", aws_secret_access_key="x",
-    )
-    return str(sts.get_caller_identity()["Arn"])
+    return str(workflow_principal_client(lab, "sts").get_caller_identity()["Arn"])
+
+
+def create_cluster_parameters(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": "1.31",
+        "roleArn": CLUSTER_ROLE_ARN,
+        "resourcesVpcConfig": {"subnetIds": ["subnet-0a1b2c3d4e5f60718"], "endpointPrivateAccess": True},
+        "outpostConfig": {"outpostArns": [DEFAULT_OUTPOST_ARN], "controlPlaneInstanceType": "m5d.large"},
+    }
 
 
 def grant_workflow_admin(lab: Any, cluster: str, identity: str) -> None:
@@ -194,24 +208,39 @@ def assert_offline_access_ready(lab: Any, deployed: DeployedStack, cluster: str)
     return secret
 
 
-@pytest.mark.parametrize("name_field", ["name", "clusterName"])
-def test_cloudtrail_create_cluster_event_gives_offline_access(
-    lab: Any, deployed: DeployedStack, workflow_identity: str, unique_name: str, name_field: str
+def test_cluster_created_while_cloudtrail_logs_gets_offline_access_through_the_rule(
+    lab: Any, deployed: DeployedStack, unique_name: str
 ) -> None:
-    lab.create_local_cluster(unique_name)
-    grant_workflow_admin(lab, unique_name, workflow_identity)
-    detail = cloudtrail_event_detail(unique_name, name_field=name_field)
-    put_event(lab, constants.CLOUDTRAIL_SOURCE, constants.CLOUDTRAIL_DETAIL_TYPE, detail)
+    """The whole trigger: EKS CreateCluster -> CloudTrail -> EventBridge rule -> execution. The cluster is
+    created by the workflow's own principal (which makes it the cluster's admin, as with the provisioning path)."""
+    trail = lab.enable_cloudtrail()
+    try:
+        workflow_principal_client(lab, "eks").create_cluster(**create_cluster_parameters(unique_name))
+    finally:
+        lab.client("cloudtrail").stop_logging(Name=trail)  # the lab is shared: leave CloudTrail as found
     arn = delivered_execution(lab, unique_name)
     result = finished(lab, [arn])[arn]
     assert result["status"] == "SUCCEEDED", result.get("cause")
     assert json.loads(result["output"])["status"] == "READY"
     assert_offline_access_ready(lab, deployed, unique_name)
-    with lab.kubernetes_api_client(unique_name) as api_client:
-        from kubernetes import client
 
+
+def test_older_cloudtrail_shape_with_cluster_name_and_an_operator_mapped_workflow_role(
+    lab: Any, deployed: DeployedStack, workflow_identity: str, unique_name: str
+) -> None:
+    """Cluster created by someone else: its creator maps the workflow's role in aws-auth; the workflow adds the
+    agents and keeps that entry. (Started directly with the event: the rule's match of this shape is checked
+    with EventBridge's matcher in tests/infrastructure.)"""
+    from kubernetes import client
+
+    lab.create_local_cluster(unique_name)
+    grant_workflow_admin(lab, unique_name, workflow_identity)
+    result = run(lab, deployed, cloudtrail_event(unique_name, name_field="clusterName"))
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert_offline_access_ready(lab, deployed, unique_name)
+    with lab.kubernetes_api_client(unique_name) as api_client:
         data = client.CoreV1Api(api_client).read_namespaced_config_map("aws-auth", "kube-system").data
-        assert workflow_identity in data["mapUsers"], "the operator's own aws-auth entry must be kept"
+    assert workflow_identity in data["mapUsers"], "the operator's own aws-auth entry must be kept"
 
 
 def test_provision_request_event_creates_the_cluster_and_gives_offline_access(
@@ -249,10 +278,14 @@ def test_running_twice_gives_the_same_end_state(lab: Any, deployed: DeployedStac
 def test_cluster_without_outpost_config_is_skipped_and_nothing_is_written(
     lab: Any, deployed: DeployedStack, unique_name: str
 ) -> None:
-    lab.create_extended_cluster(unique_name)
-    put_event(lab, constants.CLOUDTRAIL_SOURCE, constants.CLOUDTRAIL_DETAIL_TYPE,
-              cloudtrail_event_detail(unique_name, outpost=None))
-    result = run(lab, deployed, cloudtrail_event(unique_name, outpost=None))  # as a direct start: the rule skips it
+    trail = lab.enable_cloudtrail()
+    try:
+        lab.create_extended_cluster(unique_name)
+    finally:
+        lab.client("cloudtrail").stop_logging(Name=trail)
+    recorded = lab.region.events(detail_type=constants.CLOUDTRAIL_DETAIL_TYPE, source=constants.CLOUDTRAIL_SOURCE)
+    assert any(unique_name in json.dumps(e["detail"]) for e in recorded)  # the rule saw it, and did not match
+    result = run(lab, deployed, cloudtrail_event(unique_name, outpost=None))  # started directly, it is skipped
     assert result["status"] == "SUCCEEDED", result.get("cause")
     output = json.loads(result["output"])
     assert output["status"] == "SKIPPED" and "no outpostConfig" in output["reason"]
