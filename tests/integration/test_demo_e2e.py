@@ -15,6 +15,8 @@ import pytest
 from lab.demo import OFFLINE_LANE, DemoOptions, DemoResult, run_demo
 from lab.drill import TLS_HANDSHAKE_TIMEOUT, UNAUTHORIZED
 
+pytestmark = pytest.mark.xdist_group("demo-e2e")  # one worker runs the story once for every test here
+
 
 @pytest.fixture(scope="module")
 def demo(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, list[str], Path]:
