@@ -366,6 +366,8 @@ def _hostile_inputs(existing_foreign_outpost_cluster: str) -> list[tuple[str, An
         ("cluster that does not exist", {"name": "no-such-cluster-x1", "create": False}, "ClusterNotFound"),
         ("existing cluster on a foreign Outpost", {"name": existing_foreign_outpost_cluster, "create": False},
          "OutpostNotAllowed"),
+        ("Kubernetes version EKS refuses for local clusters",
+         provision_request(existing_foreign_outpost_cluster + "-old", version="1.27"), "ClusterCreateRejected"),
     ]
 
 
