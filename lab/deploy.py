@@ -45,6 +45,7 @@ class DeployedStack:
     functions: dict[str, str] = field(default_factory=dict)  # logical ID -> function name
     rules: dict[str, str] = field(default_factory=dict)  # logical ID -> rule name
     physical: dict[str, dict[str, str]] = field(default_factory=dict)  # logical ID -> {"Ref", attributes}
+    allowed_outpost_arns: list[str] = field(default_factory=list)  # set by lab_deployment
 
     def function_named(self, handler_package: str) -> str:
         """The lab function name whose logical ID contains ``handler_package`` (e.g. ``NormaliseRequest``)."""
@@ -245,11 +246,21 @@ def lab_deployment(lab: Any, allowed_outpost_arns: list[str] | None = None) -> D
     from lab.lab import DEFAULT_OUTPOST_ARN
     from lambdas.constants import ENV_TOKEN_STS_ENDPOINT_URL
 
+    allowed = list(allowed_outpost_arns or [DEFAULT_OUTPOST_ARN])
     if lab not in _lab_deployments:
-        context = lab_context(lab, allowed_outpost_arns or [DEFAULT_OUTPOST_ARN])
-        _lab_deployments[lab] = deploy_stack(
+        context = lab_context(lab, allowed)
+        deployed = deploy_stack(
             lab,
             synthesized_template(context),
             overrides={"function_environment": {ENV_TOKEN_STS_ENDPOINT_URL: lab.outpost_region_url}},
         )
-    return _lab_deployments[lab]
+        deployed.allowed_outpost_arns = allowed
+        _lab_deployments[lab] = deployed
+    deployed = _lab_deployments[lab]
+    # A second stack would add a second CloudTrail rule, and every event would start two executions.
+    if set(allowed) - set(deployed.allowed_outpost_arns):
+        raise DeployError(
+            f"the lab's Lifeline stack allows {deployed.allowed_outpost_arns}; {allowed} were asked for. "
+            "Use an allowed Outpost, or pass every Outpost the lab needs to the first lab_deployment call."
+        )
+    return deployed

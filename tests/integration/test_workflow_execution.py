@@ -415,3 +415,16 @@ def test_unreachable_cluster_is_retried_with_backoff_then_fails_named(
     assert len(bootstrap_attempts) == 1 + RETRY_MAX_ATTEMPTS  # the first try, then MaxAttempts retries
     (failed,) = events_for(lab, constants.FAILED_DETAIL_TYPE, unique_name)
     assert failed["detail"]["error"] == "ClusterUnreachable"
+
+
+def test_two_concurrent_requests_for_one_cluster_both_converge(
+    lab: Any, deployed: DeployedStack, unique_name: str
+) -> None:
+    request = provision_request(unique_name)
+    arns = [start(lab, deployed, request), start(lab, deployed, request)]
+    results = finished(lab, arns)
+    assert [results[arn]["status"] for arn in arns] == ["SUCCEEDED", "SUCCEEDED"], [
+        results[arn].get("cause") for arn in arns
+    ]
+    assert lab.cluster_names().count(unique_name) == 1
+    assert_offline_access_ready(lab, deployed, unique_name)
