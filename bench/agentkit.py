@@ -86,10 +86,11 @@ def write_config(lab: Any, directory: Path, clusters: list[str], **extra: Any) -
 
 
 def agent_env(lab: Any, **extra: str) -> dict[str, str]:
-    """The agent principal's credentials; nothing else from AWS_* of this process."""
+    """The agent principal's credentials and the lab's Region (through the link) as the SDK default endpoint."""
     principal = lab.agent_principal
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=principal.access_key_id, AWS_SECRET_ACCESS_KEY=principal.secret_access_key,
+               AWS_ENDPOINT_URL=lab.outpost_region_url,
                AWS_REGION="us-west-2", AWS_DEFAULT_REGION="us-west-2", AWS_EC2_METADATA_DISABLED="true",
                AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, **extra)  # fmt: skip
     return env

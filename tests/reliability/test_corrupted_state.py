@@ -12,12 +12,6 @@ import pytest
 
 from bench.agentkit import agent_credentials, check_kubeconfig, kubectl, run_once, write_config
 
-AGENT_BUG_NO_SELF_REPAIR = (
-    "agent defect: ClusterStore.current()/load_cache() raise StoreError for an unreadable file and "
-    "ClusterAgent.step() only backs off; it neither falls back to kubeconfig.prev, re-issues, nor re-fetches "
-    "the secret while the link is up (reconcile.py _installed/_cache)"
-)
-
 
 class Bootstrapped:
     """An in-process agent with a verified kubeconfig in its own state directory."""
@@ -52,38 +46,55 @@ def works(kubeconfig: Path) -> bool:
     return kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default", timeout=30).returncode == 0
 
 
-def test_truncated_kubeconfig_is_a_named_error_with_backoff(lab, state):
-    state.kubeconfig.write_bytes(state.good[: len(state.good) // 2])
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_kubeconfig_without_link_or_previous_generation_is_a_named_needs_link(lab, state,
+                                                                                         link_restored):
+    truncate(state.kubeconfig)
+    link_restored.cut()
     for _ in range(2):
-        assert state.step() in ("renewing", "failed")
-        assert "StoreError" in state.agent.last_error and str(state.kubeconfig) in state.agent.last_error
-        assert state.delay > 0  # backs off, no tight loop
+        assert state.step() == "needs-link", state.agent.last_error
+        assert "service link" in state.agent.last_error
+        assert state.delay > 0  # waits for the link, no tight loop
     once = run_once(lab, state.config_path)
-    assert once.returncode == 1, once.stdout + once.stderr
-    assert "StoreError" in once.stdout and "Traceback" not in once.stderr
+    assert once.returncode == 3, once.stdout + once.stderr  # EXIT_NEEDS_LINK, with the reason in the table
+    assert "needs-link" in once.stdout and "Traceback" not in once.stderr
+    assert "installed kubeconfig unusable" in once.stderr  # the warning names the problem
 
-
-@pytest.mark.xfail(strict=True, reason=AGENT_BUG_NO_SELF_REPAIR)
-def test_truncated_kubeconfig_is_repaired_while_the_link_is_up(state):
-    state.kubeconfig.write_bytes(state.good[: len(state.good) // 2])
-    state.step()
-    assert state.step() == "ready", state.agent.last_error
+    link_restored.restore()
+    state.agent.link.is_up(fresh=True)
+    assert state.step() == "ready", state.agent.last_error  # re-issued through the Region
     assert works(state.kubeconfig)
 
 
-def test_garbage_cache_is_a_named_error(lab, state):
+def test_truncated_kubeconfig_falls_back_to_the_previous_generation_offline(lab, state, link_restored):
+    assert renewed_with_a_later_clock(state) == "ready"  # now there is a kubeconfig.prev (the first one)
+    truncate(state.kubeconfig)
+    link_restored.cut()
+    state.step()
+    assert state.agent.state.value in ("ready", "renewing"), state.agent.last_error
+    assert state.kubeconfig.read_bytes() == state.good  # the previous generation, still valid, is back
+    assert works(state.kubeconfig)
+
+
+def test_garbage_cache_without_link_is_a_named_error_and_the_kubeconfig_keeps_working(lab, state, link_restored):
     (state.directory / "cluster.json").write_bytes(b"{garbage")
+    link_restored.cut()
+    state.agent.link.is_up(fresh=True)
     assert state.step() in ("renewing", "failed")
     assert "cluster.json" in state.agent.last_error and "StoreError" in state.agent.last_error
     assert state.delay > 0
     assert state.kubeconfig.read_bytes() == state.good and works(state.kubeconfig)
 
+    link_restored.restore()
+    state.agent.link.is_up(fresh=True)
+    assert state.step() == "ready", state.agent.last_error  # fetched again from the Region
+    from lifeline_agent.store import ClusterStore
 
-@pytest.mark.xfail(strict=True, reason=AGENT_BUG_NO_SELF_REPAIR)
-def test_garbage_cache_is_refetched_while_the_link_is_up(state):
-    (state.directory / "cluster.json").write_bytes(b"{garbage")
-    state.step()
-    assert state.step() == "ready", state.agent.last_error
+    assert ClusterStore(state.directory).load_cache() is not None
 
 
 def test_garbage_key_file_does_not_break_the_kubeconfig_and_the_next_renewal_rewrites_it(lab, state):

@@ -46,7 +46,26 @@ def test_sigkill_at_each_step_leaves_a_working_kubeconfig_and_a_restart_recovers
     agents.append(recovered)
     wait_for(lambda: recovered.renewals() > renewed_before + 1, 60, "renewals after the restart")
     assert_works(kubeconfig)
+    # Sessions the killed agents left (copies of the client key) were swept; only in-flight ones may exist.
+    assert len([n for n in leftovers(kubeconfig.parent) if n.startswith(".session-")]) <= 1
     assert recovered.stop() == 0
+
+
+@pytest.mark.xfail(strict=True, reason="agent defect: temp files of an atomic_write cut by SIGKILL "
+                   "(.kubeconfig.*.tmp, .key.pem.*.tmp: whole kubeconfigs with the private key) are never removed; "
+                   "ClusterStore.remove_stale_sessions() sweeps only .session-* (seen in 1 of 5 runs of the kill test)")
+def test_temp_files_of_a_killed_install_are_swept_at_start(lab, cluster, tmp_path):
+    from lifeline_agent.config import load_config
+    from lifeline_agent.daemon import make_link_monitor
+    from lifeline_agent.reconcile import ClusterAgent
+
+    config = load_config(write_config(lab, tmp_path, [cluster]))
+    directory = config.cluster_dir(cluster)
+    directory.mkdir(parents=True, mode=0o700)
+    for name in (".kubeconfig.k1x2y3.tmp", ".key.pem.k4x5y6.tmp", ".kubeconfig.prev.k7x8y9.tmp"):
+        (directory / name).write_bytes(b"-----BEGIN PRIVATE KEY-----\n")  # what a cut write leaves
+    ClusterAgent(config, cluster, make_link_monitor(config, None))
+    assert leftovers(directory) == []
 
 
 @pytest.fixture
