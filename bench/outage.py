@@ -1,9 +1,10 @@
 """Long outage with short certificates: the service link is down (full: 10 minutes; quick: 2 minutes) while
 ``lifeline-agent run`` keeps a 60-second-certificate kubeconfig current and kubectl uses it every 2 seconds.
 
-The schedule: each certificate (lifetime L = 60 s + the 5-minute backdate) is due at notBefore +
-U(0.7, 0.9) x L, i.e. at once or up to 24 s after issue; every renewal must land in its predecessor's window
-(plus the step's own time) and before the predecessor's notAfter.
+The schedule is the agent's own rule (``lifeline_agent.deadline.renewal_deadline``, the kubelet's 70-90 %
+of the lifetime, adjusted for the signer's 5-minute backdate): every renewal must land in its predecessor's
+window (plus the step's own time) and before the predecessor's notAfter, and the number of renewals must
+match the count the rule predicts (within 3 standard deviations).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bench.agentkit import (
 )
 from bench.common import spread
 
-OUTAGE_SECONDS = {"full": 600, "quick": 120, "smoke": 30}
+OUTAGE_SECONDS = {"full": 600, "quick": 120, "smoke": 30, "probe": 90}
 SIGNING_SECONDS = 60
 BACKDATE_SECONDS = 300
 LIFETIME = SIGNING_SECONDS + BACKDATE_SECONDS
@@ -44,20 +45,48 @@ def parse_not_after(text: str) -> float:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
-def expected_interval(renewal_seconds: float) -> float:
-    """Mean time between installs: E[max(0, U(0.7, 0.9) x L - backdate)] + one renewal's duration."""
-    low, high = LOW * LIFETIME - BACKDATE_SECONDS, HIGH * LIFETIME - BACKDATE_SECONDS
-    waiting = (max(0.0, high) ** 2 - max(0.0, low) ** 2) / (2 * (high - low)) if high > 0 else 0.0
-    return waiting + renewal_seconds
+class FixedFraction:
+    """A stand-in for the agent's random source: ``uniform(low, high)`` returns one point of the range."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + self.fraction * (high - low)
+
+
+def agent_deadline(not_before: float, not_after: float, fraction: float, received_at: float) -> float:
+    """The agent's own rule (``lifeline_agent.deadline.renewal_deadline``) at one point of its random range."""
+    from lifeline_agent.deadline import renewal_deadline
+
+    rng: Any = FixedFraction(fraction)
+    try:
+        return renewal_deadline(not_before, not_after, rng, received_at=received_at)
+    except TypeError:  # an agent whose rule does not take the arrival time
+        return renewal_deadline(not_before, not_after, rng)
+
+
+def expected_count(duration: float, renewal_seconds: float) -> tuple[float, float]:
+    """Renewals the schedule predicts in ``duration`` seconds, and the standard deviation of that count."""
+    issued = 0.0
+    not_after = issued + SIGNING_SECONDS
+    waits = [max(0.0, agent_deadline(not_after - LIFETIME, not_after, i / 200, issued) - issued)
+             for i in range(201)]  # fmt: skip
+    intervals = [wait + renewal_seconds for wait in waits]
+    mean = sum(intervals) / len(intervals)
+    variance = sum((x - mean) ** 2 for x in intervals) / len(intervals)
+    count = duration / mean
+    return count, (count * variance / mean**2) ** 0.5
 
 
 def check_schedule(installs: list[tuple[float, float]]) -> dict[str, Any]:
-    """``installs``: (install time, notAfter) in order, the one in place before the cut first."""
+    """``installs``: (install time, notAfter) in order, the one in place before the cut first. Each renewal must
+    come after its predecessor's earliest deadline and before its latest one (plus the step's own time)."""
     late, early, expired_gaps = [], [], []
     for (issued, not_after), (next_issued, _) in zip(installs, installs[1:], strict=False):
         not_before = not_after - LIFETIME
-        window_open = max(issued, not_before + LOW * LIFETIME)
-        window_close = max(issued, not_before + HIGH * LIFETIME) + SLACK_SECONDS
+        window_open = max(issued, agent_deadline(not_before, not_after, 0.0, issued))
+        window_close = max(issued, agent_deadline(not_before, not_after, 1.0, issued)) + SLACK_SECONDS
         if next_issued < window_open - 1.0:  # log times are to the millisecond, notAfter to the second
             early.append(round(window_open - next_issued, 2))
         if next_issued > window_close:
@@ -106,7 +135,7 @@ def run(variant: str) -> dict[str, Any]:
     starts = [parse_time(r["time"]) for r in records if str(r.get("message", "")).startswith("issuing a new")]
     durations = [end - start for start, (end, _) in zip(starts, installs, strict=False) if 0 <= end - start < 60]
     renewal_seconds = spread(durations)
-    interval = expected_interval(float(renewal_seconds.get("median", 0.5)))
+    expected, deviation = expected_count(restored_at - cut_at, float(renewal_seconds.get("median", 0.5)))
     schedule = check_schedule(before_cut[-1:] + during)
     disconnected = [r for r in records if r.get("message") == "service link disconnected"]
     result = {
@@ -119,13 +148,15 @@ def run(variant: str) -> dict[str, Any]:
         "kubectl_seconds": spread(latencies),
         "renewals_during_outage": len(during),
         "renewal_seconds": renewal_seconds,
-        "expected_renewals_from_schedule": round((restored_at - cut_at) / interval, 1),
+        "expected_renewals_from_schedule": round(expected, 1),
+        "expected_renewals_standard_deviation": round(deviation, 1),
+        "count_matches_schedule": abs(len(during) - expected) <= 3 * deviation + 1,
         "schedule": schedule,
         "agent_saw_link_down": bool(disconnected),
         "agent_alive": alive,
         "exit_code_after_sigterm": exit_code,
     }
-    print(f"outage: {calls} kubectl calls, {len(failures)} failed; {len(during)} renewals "
-          f"(schedule expects {result['expected_renewals_from_schedule']}), on schedule: "
-          f"{schedule['on_schedule']}", flush=True)  # fmt: skip
+    print(f"outage: {calls} kubectl calls, {len(failures)} failed; {len(during)} renewals (schedule expects "
+          f"{expected:.1f} +- {deviation:.1f}), every renewal in its window: {schedule['on_schedule']}",
+          flush=True)  # fmt: skip
     return result
