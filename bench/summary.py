@@ -70,8 +70,11 @@ def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"**{result.get('kubectl_failures')} / {result.get('kubectl_calls')}**",
          f"median kubectl {_s(result.get('kubectl_seconds', {}).get('median'))}"),
         ("Renewals while the link was down", str(result.get("renewals_during_outage")),
-         f"schedule expects about {result.get('expected_renewals_from_schedule')}; every renewal in its window: "
-         f"{schedule.get('on_schedule')} ({schedule.get('renewals_checked')} checked)"),
+         f"the agent's deadline rule predicts {result.get('expected_renewals_from_schedule')} +- "
+         f"{result.get('expected_renewals_standard_deviation')}; count matches: "
+         f"{result.get('count_matches_schedule')}; every renewal inside its predecessor's window: "
+         f"{schedule.get('on_schedule')}; none after its predecessor expired: "
+         f"{not schedule.get('installed_after_predecessor_expired')}"),
     ]  # fmt: skip
 
 
