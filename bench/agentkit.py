@@ -277,8 +277,10 @@ def check_kubeconfig(data: bytes) -> bytes:
 
 def main_reader(argv: list[str]) -> int:
     """``python -m bench.agentkit <stop-file> <kubectl-every> <kubeconfig>...``: reads the kubeconfigs in turn
-    until ``stop-file`` exists (every ``kubectl-every`` reads also a real ``kubectl`` call); JSON summary out."""
+    until ``stop-file`` exists (every ``kubectl-every`` reads also a real ``kubectl`` call); JSON summary out,
+    the count so far in ``<stop-file>.reads``."""
     stop, every, paths = Path(argv[0]), int(argv[1]), [Path(a) for a in argv[2:]]
+    progress = stop.with_name(stop.name + ".reads")
     reads, kubectl_calls, problems = 0, 0, []
     proven: dict[bytes, bytes] = {}  # content already checked in full -> its certificate
     while not stop.exists():
@@ -290,6 +292,8 @@ def main_reader(argv: list[str]) -> int:
         except (UnusableKubeconfig, OSError) as exc:
             problems.append(str(exc))
         reads += 1
+        if reads % 500 == 0:
+            progress.write_text(str(reads))
         if every and reads % every == 0:
             result = kubectl(path, "get", "--raw", "/version", timeout=30)
             kubectl_calls += 1
@@ -309,6 +313,13 @@ class ReaderProcess:
         self.stop_file = stop_file
         argv = [sys.executable, "-m", "bench.agentkit", str(stop_file), str(kubectl_every), *map(str, kubeconfigs)]
         self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+    def reads(self) -> int:
+        """Reads so far (updated every 500 reads)."""
+        try:
+            return int(self.stop_file.with_name(self.stop_file.name + ".reads").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
 
     def finish(self, timeout: float = 60) -> dict[str, Any]:
         self.stop_file.touch()
