@@ -77,6 +77,11 @@ class IssuedCertificate:
     certificate: x509.Certificate
 
     @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the DER certificate: tells two certificates apart even when their times are equal."""
+        return self.certificate.fingerprint(hashes.SHA256())
+
+    @property
     def lifetime(self) -> float:
         return self.not_after - self.not_before
 

@@ -70,7 +70,7 @@ class ClusterAgent:
         self.last_renewal: float | None = None
         self.not_after: float | None = None
         self.next_renewal: float | None = None
-        self._deadline_for: tuple[float, float] | None = None
+        self._deadline_for: bytes | None = None
         self._secret_checked = float("-inf")
         self._last_logged: tuple[ClusterState, str] | None = None
         self._delete_csrs = True
@@ -231,7 +231,7 @@ class ClusterAgent:
         return None
 
     def _deadline(self, certificate: IssuedCertificate) -> float:
-        key = (certificate.not_before, certificate.not_after)
+        key = certificate.fingerprint  # not (notBefore, notAfter): two certificates can share those seconds
         if self._deadline_for != key:
             self._deadline_for = key
             self._deadline_value = renewal_deadline(certificate.not_before, certificate.not_after, self.rng)

@@ -66,9 +66,14 @@ class ClusterStore:
             self.directory.chmod(0o750)
 
     def remove_stale_sessions(self) -> None:
-        """Remove API-session directories (copies of the key) that a killed agent left behind."""
-        for stale in self.directory.glob(".session-*") if self.directory.is_dir() else ():
+        """Remove what a killed agent left behind: API-session directories and the temp files of cut
+        atomic writes (``.<name>.*.tmp``), both possibly holding copies of the key."""
+        if not self.directory.is_dir():
+            return
+        for stale in self.directory.glob(".session-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        for stale in self.directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
     # --- the kubeconfig -----------------------------------------------------------------------------
 

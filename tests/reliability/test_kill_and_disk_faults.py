@@ -51,9 +51,6 @@ def test_sigkill_at_each_step_leaves_a_working_kubeconfig_and_a_restart_recovers
     assert recovered.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="agent defect: temp files of an atomic_write cut by SIGKILL "
-                   "(.kubeconfig.*.tmp, .key.pem.*.tmp: whole kubeconfigs with the private key) are never removed; "
-                   "ClusterStore.remove_stale_sessions() sweeps only .session-* (seen in 1 of 5 runs of the kill test)")
 def test_temp_files_of_a_killed_install_are_swept_at_start(lab, cluster, tmp_path):
     from lifeline_agent.config import load_config
     from lifeline_agent.daemon import make_link_monitor

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from bench.agentkit import agent_credentials, write_config
 
 
-@pytest.mark.xfail(strict=True, reason="agent defect: ClusterAgent._deadline caches the deadline by (notBefore, "
-                   "notAfter); a certificate issued in the same second as its predecessor reuses the predecessor's "
-                   "(already passed) deadline and is renewed at once again: about twice the renewals of the schedule "
-                   "in bench/results/outage.json. Key the cache by the certificate (serial or fingerprint).")
 def test_certificates_issued_in_the_same_second_get_their_own_deadline(lab, cluster, tmp_path):
     from lifeline_agent.config import load_config
     from lifeline_agent.daemon import make_link_monitor
