@@ -41,6 +41,14 @@ def cluster_names(config: AgentConfig, link: LinkMonitor) -> list[str]:
     return sorted(dict.fromkeys(names))
 
 
+def preload_libraries() -> None:
+    """Import the heavy libraries once, before the cluster threads start. The agent imports them lazily
+    (footprint), but two threads importing the Kubernetes client at once can see its package half
+    initialised (``ImportError: cannot import name 'ApiClient'``), which costs that cluster a back-off."""
+    import boto3  # noqa: F401
+    import kubernetes.client  # noqa: F401
+
+
 class Daemon:
     """``lifeline-agent run``: keeps every cluster's kubeconfig current until :meth:`stop`."""
 
@@ -67,6 +75,7 @@ class Daemon:
         signal.signal(signal.SIGINT, handler)
 
     def _start_cluster(self, name: str) -> None:
+        preload_libraries()  # before the first cluster thread; a no-op afterwards
         agent = ClusterAgent(self.config, name, self.link, self.observer)
         wake = threading.Event()
         self.agents[name], self._wake[name] = agent, wake
