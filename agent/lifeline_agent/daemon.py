@@ -41,12 +41,16 @@ def cluster_names(config: AgentConfig, link: LinkMonitor) -> list[str]:
     return sorted(dict.fromkeys(names))
 
 
+_import_lock = threading.Lock()
+
+
 def preload_libraries() -> None:
-    """Import the heavy libraries once, before the cluster threads start. The agent imports them lazily
-    (footprint), but two threads importing the Kubernetes client at once can see its package half
+    """Import the heavy libraries, one thread at a time. The agent imports them lazily (start-up and
+    footprint), but two threads importing the Kubernetes client at once can see its package half
     initialised (``ImportError: cannot import name 'ApiClient'``), which costs that cluster a back-off."""
-    import boto3  # noqa: F401
-    import kubernetes.client  # noqa: F401
+    with _import_lock:
+        import boto3  # noqa: F401
+        import kubernetes.client  # noqa: F401
 
 
 class Daemon:
@@ -75,7 +79,6 @@ class Daemon:
         signal.signal(signal.SIGINT, handler)
 
     def _start_cluster(self, name: str) -> None:
-        preload_libraries()  # before the first cluster thread; a no-op afterwards
         agent = ClusterAgent(self.config, name, self.link, self.observer)
         wake = threading.Event()
         self.agents[name], self._wake[name] = agent, wake
@@ -85,6 +88,7 @@ class Daemon:
         thread.start()
 
     def _cluster_loop(self, agent: ClusterAgent, wake: threading.Event) -> None:
+        preload_libraries()
         while not self._stopping.is_set():
             try:
                 delay = agent.step()
