@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.agentkit import (
+from lab.agentkit import (
     RENEWED,
     AgentProcess,
     isolate_from_aws,

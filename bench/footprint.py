@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.agentkit import (
+from lab.agentkit import (
     AgentProcess,
     NotifySocket,
     cpu_seconds,

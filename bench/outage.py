@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.agentkit import (
+from bench.common import spread
+from lab.agentkit import (
     RENEWED,
     AgentProcess,
     isolate_from_aws,
@@ -26,7 +27,6 @@ from bench.agentkit import (
     wait_for,
     write_config,
 )
-from bench.common import spread
 
 OUTAGE_SECONDS = {"full": 600, "quick": 120, "smoke": 30, "probe": 90}
 SIGNING_SECONDS = 60

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.agentkit import VENV_BIN, agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
 from bench.common import spread
+from lab.agentkit import VENV_BIN, agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 ROUNDS = {"full": {"ecdsa-p256": 30, "rsa-2048": 30, "rsa-4096": 15}, "quick": dict.fromkeys(KEY_TYPES, 4)}

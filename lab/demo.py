@@ -21,8 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab import agentkit
 from lab.drill import (
     TLS_HANDSHAKE_TIMEOUT,
     UNAUTHORIZED,
@@ -271,45 +270,20 @@ def _agent_script(name: str = "lifeline-agent") -> Path:
 
 def write_agent_config(lab: Any, directory: Path, cluster: str) -> Path:
     """A lab agent configuration: the Region through the service link, short probes and back-off."""
-    directory.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f'region = "{lab.region.name}"',
-        f"clusters = {json.dumps([cluster])}",
-        f'state_dir = "{directory / "state"}"',
-        'host_id = "outpost-demo-host-1"',
-        f'aws_endpoint_url = "{lab.outpost_region_url}"',
-        'certificate_lifetime = "10m"',
-        'probe_interval = "1s"',
-        'probe_timeout = "1s"',
-        'metrics_address = "127.0.0.1:0"',
-        "[timing]",
-        "backoff_base = 1",
-        "backoff_cap = 5",
-        "csr_timeout = 20",
-        "api_timeout = 5",
-    ]
-    path = directory / "agent.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return agentkit.write_config(lab, directory, [cluster], region=lab.region.name, host_id="outpost-demo-host-1",
+                                 certificate_lifetime="10m", probe_interval="1s")  # fmt: skip
 
 
-class AgentProcess:
+class AgentProcess(agentkit.AgentProcess):
     """``lifeline-agent run`` with the agent principal's keys in its environment; JSON logs in a file."""
 
     def __init__(self, lab: Any, config: Path, log_path: Path) -> None:
-        principal = lab.agent_principal
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(AWS_ACCESS_KEY_ID=principal.access_key_id, AWS_SECRET_ACCESS_KEY=principal.secret_access_key,
-                   AWS_REGION=lab.region.name, AWS_DEFAULT_REGION=lab.region.name, AWS_EC2_METADATA_DISABLED="true",
-                   AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)  # fmt: skip
-        self.config, self.env = config, env
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen([str(_agent_script()), "run", "--config", str(config)], stdout=self._log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)  # fmt: skip
+        _agent_script()
+        super().__init__(lab, config, log_path, env=agentkit.agent_env(lab, region=lab.region.name, sdk_endpoint=False))
 
     def status(self, *, as_json: bool = True) -> Any:
-        command = [str(_agent_script()), "status", "--config", str(self.config)] + (["--json"] if as_json else [])
-        done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=30, check=False)
+        done = agentkit.run_once(self.lab, self.config, "status", *(["--json"] if as_json else []), timeout=30,
+                                 env=self.env)  # fmt: skip
         if not as_json:
             return done.stdout
         try:
@@ -327,17 +301,6 @@ class AgentProcess:
                 return dict(documents[0])
             time.sleep(0.3)
         raise DemoError(f"lifeline-agent was not ready after {timeout:g} s: {self.status()}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return int(self.process.returncode)
 
 
 class CertificateWatcher(threading.Thread):

@@ -15,7 +15,6 @@ import ctypes.util
 import functools
 import grp
 import json
-import os
 import shutil
 import signal
 import socket
@@ -23,21 +22,22 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lab import agentkit
+from lab.agentkit import AgentProcess, NotifySocket, agent_env, run_once, write_config
 from tests.conftest import Kubectl
 
-AGENT = Path(sys.executable).with_name("lifeline-agent")
 WATCHDOG_USEC = 2_000_000
+wait_for = functools.partial(agentkit.wait_for, interval=0.2)
 METRIC_NAMES = (
     "lifeline_certificate_expiry_timestamp_seconds",
     "lifeline_renewals",
@@ -121,37 +121,6 @@ def unit_syscall_allow_list(*added_groups: str) -> str:
     return ",".join(sorted(allowed))
 
 
-class NotifyListener:
-    """A NOTIFY_SOCKET: collects every datagram the daemon sends, as systemd would."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.messages: list[str] = []
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(path))
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.messages.append(self._sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def lines(self) -> list[str]:
-        return [line for message in list(self.messages) for line in message.splitlines()]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -166,69 +135,29 @@ def http_get(url: str) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+def write_http_config(directory: Path, lab: Any, cluster: str, *, metrics_address: str, **extra: str) -> Path:
+    return write_config(lab, directory, [cluster], host_id="http-test-host", certificate_lifetime="1h",
+                        probe_interval="1s", probe_timeout="2s", metrics_address=metrics_address,
+                        timing={"backoff_base": "1s", "backoff_cap": "2s", "csr_timeout": "20s", "api_timeout": "5s"},
+                        **extra)  # fmt: skip
 
 
-def write_config(path: Path, lab: Any, cluster: str, *, metrics_address: str, extra: str = "") -> Path:
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            region = "us-west-2"
-            clusters = ["{cluster}"]
-            state_dir = "{path.parent / 'state'}"
-            host_id = "http-test-host"
-            certificate_lifetime = "1h"
-            probe_interval = "1s"
-            probe_timeout = "2s"
-            metrics_address = "{metrics_address}"
-            aws_endpoint_url = "{lab.outpost_region_url}"
-            {extra}
-
-            [timing]
-            backoff_base = "1s"
-            backoff_cap = "2s"
-            csr_timeout = "20s"
-            api_timeout = "5s"
-            """
-        )
-    )
-    return path
-
-
-def agent_env(lab: Any, **extra: str) -> dict[str, str]:
-    principal = lab.agent_principal
-    return {
-        **os.environ,
-        "AWS_ENDPOINT_URL": lab.outpost_region_url,
-        "AWS_ACCESS_KEY_ID": principal.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": principal.secret_access_key,
-        **extra,
-    }
-
-
-def sandboxed(allowed_syscalls: str, *agent_args: str) -> list[str]:
-    return [sys.executable, "-c", SANDBOX_EXEC, allowed_syscalls, str(AGENT), *agent_args]
+def sandboxed(allowed_syscalls: str) -> list[str]:
+    """The wrapper that loads the unit's system-call allow list, then becomes the agent."""
+    return [sys.executable, "-c", SANDBOX_EXEC, allowed_syscalls]
 
 
 @pytest.fixture
 def agent_config(tmp_path: Path, lab: Any, unique_name: str) -> tuple[Path, str, str]:
     lab.create_local_cluster(unique_name)
     address = f"127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "agent.toml", lab, unique_name, metrics_address=address)
+    config = write_http_config(tmp_path, lab, unique_name, metrics_address=address)
     return config, unique_name, f"http://{address}"
 
 
 @pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifyListener]:
-    listener = NotifyListener(tmp_path / "notify.sock")
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify.sock")
     yield listener
     listener.close()
 
@@ -240,23 +169,16 @@ def agent_log(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def agent_process(
-    agent_config: tuple[Path, str, str], notify: NotifyListener, lab: Any, agent_log: Path
+    agent_config: tuple[Path, str, str], notify: NotifySocket, lab: Any, agent_log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     config, _, _ = agent_config
-    env = agent_env(lab, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
-    with agent_log.open("wb") as log_file:
-        process = subprocess.Popen(
-            sandboxed(unit_syscall_allow_list(), "run", "--config", str(config)),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    env = agent_env(lab, WATCHDOG_USEC=str(WATCHDOG_USEC))
+    agent = AgentProcess(lab, config, agent_log, notify=notify, env=env, wrapper=sandboxed(unit_syscall_allow_list()))
     try:
-        yield process
+        yield agent.process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        agent.kill()
+        agent.stop()
         print(agent_log.read_text(errors="replace")[-5000:])
 
 
@@ -282,7 +204,7 @@ def cluster_samples(families: dict[str, Any], name: str, cluster: str) -> dict[t
 def test_daemon_notifies_systemd_and_serves_metrics_and_health(
     agent_config: tuple[Path, str, str],
     agent_process: subprocess.Popen[bytes],
-    notify: NotifyListener,
+    notify: NotifySocket,
     agent_log: Path,
     lab: Any,
     kubectl: Kubectl,
@@ -372,17 +294,9 @@ def test_operators_drop_in_is_what_lets_the_sandboxed_agent_share_kubeconfigs(
     for variant, allowed in (("base", unit_syscall_allow_list()), ("drop-in", unit_syscall_allow_list("@chown"))):
         directory = tmp_path / variant
         directory.mkdir()
-        config = write_config(
-            directory / "agent.toml",
-            lab,
-            unique_name,
-            metrics_address="127.0.0.1:9877",
-            extra=f'operators_group = "{group.gr_name}"',
-        )
-        completed = subprocess.run(
-            sandboxed(allowed, "once", "--config", str(config)),
-            capture_output=True, text=True, timeout=120, env=agent_env(lab), check=False,
-        )  # fmt: skip
+        config = write_http_config(directory, lab, unique_name, metrics_address="127.0.0.1:9877",
+                                   operators_group=group.gr_name)  # fmt: skip
+        completed = run_once(lab, config, "once", timeout=120, wrapper=sandboxed(allowed))
         results[variant] = (completed, config.parent / "state" / unique_name / "kubeconfig")
 
     base, base_kubeconfig = results["base"]

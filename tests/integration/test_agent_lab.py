@@ -4,59 +4,30 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
-import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-AGENT = REPO / ".venv" / "bin" / "lifeline-agent"
+from lab import agentkit
+from lab.agentkit import AGENT, read_status, write_config
 
-
-def write_config(lab: Any, directory: Path, clusters: list[str], **extra: Any) -> Path:
-    """An agent configuration for the lab: its Region through the service link, short timings."""
-    host_id = extra.pop("host_id", f"host-{uuid.uuid4().hex[:8]}")
-    timing = {"backoff_base": 1, "backoff_cap": 5, "csr_timeout": 20, "api_timeout": 5, **extra.pop("timing", {})}
-    cluster_tables = extra.pop("cluster", {})
-    lines = [
-        'region = "us-west-2"',
-        f"clusters = {json.dumps(clusters)}",
-        f'state_dir = "{directory / "state"}"',
-        f'host_id = "{host_id}"',
-        f'aws_endpoint_url = "{lab.outpost_region_url}"',
-        'probe_timeout = "1s"',
-        'metrics_address = "127.0.0.1:0"',
-    ]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
-    lines.append("[timing]")
-    lines += [f"{key} = {json.dumps(value)}" for key, value in timing.items()]
-    for name, table in cluster_tables.items():
-        lines.append(f'[cluster."{name}"]')
-        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
-    path = directory / "agent.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+wait_for = functools.partial(agentkit.wait_for, interval=0.2)
 
 
 def agent_env(lab: Any) -> dict[str, str]:
-    principal = lab.agent_principal
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=principal.access_key_id, AWS_SECRET_ACCESS_KEY=principal.secret_access_key,
-               AWS_REGION="us-west-2", AWS_DEFAULT_REGION="us-west-2", AWS_EC2_METADATA_DISABLED="true",
-               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    return env
+    """The agent's environment here: only the endpoint its configuration names, no SDK default endpoint."""
+    return agentkit.agent_env(lab, sdk_endpoint=False)
 
 
 def run_agent(lab: Any, config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(AGENT), *args, "--config", str(config)], capture_output=True, text=True,
-                          env=agent_env(lab), timeout=timeout, check=False)
+    return agentkit.run_once(lab, config, *args, timeout=timeout, env=agent_env(lab))
 
 
 def whoami(kubectl: Any, kubeconfig: Path) -> dict[str, Any]:
@@ -92,47 +63,11 @@ def test_once_from_nothing_gives_a_working_offline_kubeconfig(lab, seeded_cluste
 # --- helpers for the longer scenarios -----------------------------------------------------------------
 
 
-def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def read_status(state_dir: Path, cluster: str) -> dict[str, Any]:
-    try:
-        return dict(json.loads((state_dir / cluster / "status.json").read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-class RunningAgent:
-    """``lifeline-agent run`` as a subprocess; its JSON log lines collected in a file."""
+class RunningAgent(agentkit.AgentProcess):
+    """``lifeline-agent run`` as a subprocess with only its configured endpoint; JSON logs in a file."""
 
     def __init__(self, lab: Any, config: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen([str(AGENT), "run", "--config", str(config)], stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=agent_env(lab))
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+        super().__init__(lab, config, log_path, env=agent_env(lab))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.agentkit import AgentProcess, seeded_cluster
+from lab.agentkit import AgentProcess, seeded_cluster
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bench.agentkit import agent_credentials, check_kubeconfig, kubectl, write_config
+from lab.agentkit import agent_credentials, check_kubeconfig, kubectl, write_config
 
 SKEW = 300
 

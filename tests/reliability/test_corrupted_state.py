@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.agentkit import agent_credentials, check_kubeconfig, kubectl, run_once, write_config
+from lab.agentkit import agent_credentials, check_kubeconfig, kubectl, run_once, write_config
 
 
 class Bootstrapped:

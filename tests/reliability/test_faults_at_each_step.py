@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bench.agentkit import agent_credentials, check_kubeconfig, kubectl, seeded_cluster, write_config
 from bench.faults import RENEWAL_STEPS, StepHook, leftovers, server_error, stall
+from lab.agentkit import agent_credentials, check_kubeconfig, kubectl, seeded_cluster, write_config
 
 API_TIMEOUT = 2
 

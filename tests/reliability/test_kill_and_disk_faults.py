@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bench.agentkit import AgentProcess, agent_credentials, check_kubeconfig, kubectl, wait_for, write_config
 from bench.faults import STEPS, MountNotPermitted, StepHook, kill_after, leftovers, small_disk
+from lab.agentkit import AgentProcess, agent_credentials, check_kubeconfig, kubectl, wait_for, write_config
 
 KILL_POINTS = [(name, 0.0) for name in STEPS] + [("install", 0.03), ("install", 0.08)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bench.agentkit import AgentProcess, ReaderProcess, seeded_cluster, wait_for, write_config
+from lab.agentkit import AgentProcess, ReaderProcess, seeded_cluster, wait_for, write_config
 
 MIN_RENEWALS = 200
 MIN_READS = 10_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from bench.agentkit import agent_credentials, write_config
+from lab.agentkit import agent_credentials, write_config
 
 
 def test_certificates_issued_in_the_same_second_get_their_own_deadline(lab, cluster, tmp_path):

@@ -1,7 +1,7 @@
-"""The agent against the lab, as the benchmarks and the reliability tests drive it.
+"""The real agent against the lab, one implementation for the benchmarks, the tests and the demo.
 
-Shared by ``bench/`` and ``tests/reliability/``: lab start, seeded clusters, agent configurations, the
-agent as a real ``lifeline-agent run`` process (JSON logs in a file, sd_notify datagrams on a socket
+Lab start, seeded clusters, agent configurations, the agent's environment, ``lifeline-agent`` commands and
+the agent as a real ``lifeline-agent run`` process (JSON logs in a file, sd_notify datagrams on a socket
 this process owns), /proc readings, and a kubeconfig reader that checks every load.
 """
 
@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,35 +64,47 @@ def seeded_cluster(lab: Any, prefix: str = "bench") -> str:
     return name
 
 
-def write_config(lab: Any, directory: Path, clusters: list[str], **extra: Any) -> Path:
-    """An agent configuration for ``lab``: its Region through the service link; ``timing`` merged over fast ones."""
+def write_config(lab: Any, directory: Path, clusters: list[str], *, region: str = "us-west-2", **extra: Any) -> Path:
+    """``directory/agent.toml`` for ``lab``: its Region through the service link, fast probes and back-off.
+
+    Keyword arguments are settings (they override the defaults); ``timing`` is merged over the fast timings and
+    ``cluster`` maps a cluster name to its ``[cluster."<name>"]`` table.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     timing = {"backoff_base": 1, "backoff_cap": 5, "csr_timeout": 20, "api_timeout": 5, **extra.pop("timing", {})}
-    lines = [
-        'region = "us-west-2"',
-        f"clusters = {json.dumps(clusters)}",
-        f'state_dir = "{directory / "state"}"',
-        f'host_id = "{extra.pop("host_id", "bench-" + uuid.uuid4().hex[:8])}"',
-        f'aws_endpoint_url = "{lab.outpost_region_url}"',
-        'probe_timeout = "1s"',
-        'metrics_address = "127.0.0.1:0"',
-    ]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
+    cluster_tables: dict[str, dict[str, Any]] = extra.pop("cluster", {})
+    settings = {
+        "region": region,
+        "clusters": clusters,
+        "state_dir": str(directory / "state"),
+        "host_id": f"host-{uuid.uuid4().hex[:8]}",
+        "aws_endpoint_url": lab.outpost_region_url,
+        "probe_timeout": "1s",
+        "metrics_address": "127.0.0.1:0",
+        **extra,
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     lines.append("[timing]")
     lines += [f"{key} = {json.dumps(value)}" for key, value in timing.items()]
+    for name, table in cluster_tables.items():
+        lines.append(f'[cluster."{name}"]')
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
     path = directory / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def agent_env(lab: Any, **extra: str) -> dict[str, str]:
-    """The agent principal's credentials and the lab's Region (through the link) as the SDK default endpoint."""
+def agent_env(lab: Any, *, region: str = "us-west-2", sdk_endpoint: bool = True, **extra: str) -> dict[str, str]:
+    """The agent principal's credentials, no other AWS settings of this process; with ``sdk_endpoint`` the lab's
+    Region (through the link) is also the SDK default endpoint, else the agent has only its configured one."""
     principal = lab.agent_principal
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=principal.access_key_id, AWS_SECRET_ACCESS_KEY=principal.secret_access_key,
-               AWS_ENDPOINT_URL=lab.outpost_region_url,
-               AWS_REGION="us-west-2", AWS_DEFAULT_REGION="us-west-2", AWS_EC2_METADATA_DISABLED="true",
-               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, **extra)  # fmt: skip
+               AWS_REGION=region, AWS_DEFAULT_REGION=region, AWS_EC2_METADATA_DISABLED="true",
+               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)  # fmt: skip
+    if sdk_endpoint:
+        env["AWS_ENDPOINT_URL"] = lab.outpost_region_url
+    env.update(extra)
     return env
 
 
@@ -111,10 +123,12 @@ def agent_credentials(lab: Any) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def run_once(lab: Any, config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``lifeline-agent <args or once> --config <config>``."""
-    return subprocess.run([str(AGENT), *(args or ("once",)), "--config", str(config)], capture_output=True,
-                          text=True, env=agent_env(lab), timeout=timeout, check=False)  # fmt: skip
+def run_once(lab: Any, config: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None,
+             wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``[wrapper...] lifeline-agent <args or once> --config <config>`` in ``env`` (default :func:`agent_env`)."""
+    command = [*wrapper, str(AGENT), *(args or ("once",)), "--config", str(config)]
+    return subprocess.run(command, capture_output=True, text=True, env=agent_env(lab) if env is None else env,
+                          timeout=timeout, check=False)  # fmt: skip
 
 
 class NotifySocket:
@@ -140,6 +154,10 @@ class NotifySocket:
                 return
             self.messages.append((time.monotonic(), data.decode("utf-8", "replace")))
 
+    def lines(self) -> list[str]:
+        """Every line of every datagram so far, in arrival order."""
+        return [line for _, message in list(self.messages) for line in message.splitlines()]
+
     def first(self, assignment: str) -> float | None:
         """When a datagram with the line ``assignment`` (e.g. ``READY=1``) first arrived."""
         for when, message in list(self.messages):
@@ -157,13 +175,18 @@ class AgentProcess:
     """``lifeline-agent run`` as a child process; its JSON log lines go to ``log_path``."""
 
     def __init__(self, lab: Any, config: Path, log_path: Path, *, notify: NotifySocket | None = None,
-                 preexec: Callable[[], None] | None = None) -> None:  # fmt: skip
-        self.log_path = log_path
+                 preexec: Callable[[], None] | None = None, env: dict[str, str] | None = None,
+                 wrapper: Sequence[str] = ()) -> None:  # fmt: skip
+        """``env`` defaults to :func:`agent_env`; ``notify`` adds its NOTIFY_SOCKET; ``wrapper`` runs the agent."""
+        self.lab, self.config, self.log_path = lab, config, log_path
+        self.env = agent_env(lab) if env is None else dict(env)
+        if notify:
+            self.env["NOTIFY_SOCKET"] = str(notify.path)
         self._log = log_path.open("ab")
-        env = agent_env(lab, **({"NOTIFY_SOCKET": str(notify.path)} if notify else {}))
         self.started = time.monotonic()
-        self.process = subprocess.Popen([str(AGENT), "run", "--config", str(config)], stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=env, preexec_fn=preexec)  # fmt: skip
+        self.process = subprocess.Popen([*wrapper, str(AGENT), "run", "--config", str(config)], stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                                        preexec_fn=preexec)  # fmt: skip
 
     @property
     def pid(self) -> int:
@@ -272,11 +295,11 @@ def check_kubeconfig(data: bytes) -> bytes:
     encoding = serialization.Encoding.DER
     if certificate.public_key().public_bytes(encoding, public) != key.public_key().public_bytes(encoding, public):
         raise UnusableKubeconfig("the client certificate is not for the client key")
-    return credential.cert_pem
+    return bytes(credential.cert_pem)
 
 
 def main_reader(argv: list[str]) -> int:
-    """``python -m bench.agentkit <stop-file> <kubectl-every> <kubeconfig>...``: reads the kubeconfigs in turn
+    """``python -m lab.agentkit <stop-file> <kubectl-every> <kubeconfig>...``: reads the kubeconfigs in turn
     until ``stop-file`` exists (every ``kubectl-every`` reads also a real ``kubectl`` call); JSON summary out,
     the count so far in ``<stop-file>.reads``."""
     stop, every, paths = Path(argv[0]), int(argv[1]), [Path(a) for a in argv[2:]]
@@ -311,7 +334,7 @@ class ReaderProcess:
 
     def __init__(self, kubeconfigs: list[Path], stop_file: Path, kubectl_every: int = 200) -> None:
         self.stop_file = stop_file
-        argv = [sys.executable, "-m", "bench.agentkit", str(stop_file), str(kubectl_every), *map(str, kubeconfigs)]
+        argv = [sys.executable, "-m", "lab.agentkit", str(stop_file), str(kubectl_every), *map(str, kubeconfigs)]
         self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
 
     def reads(self) -> int:
