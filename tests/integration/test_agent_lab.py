@@ -179,9 +179,12 @@ def test_expired_certificate_with_the_link_down_needs_the_link_then_recovers(
     running_agents.append(agent)
     wait_for(lambda: any(r["level"] == "ERROR" and r["message"].startswith("needs-link") for r in agent.records()),
              30, "the daemon to report needs-link")
-    status = run_agent(lab, config, "status", "--json")
-    assert status.returncode == 3
-    assert json.loads(status.stdout)[0]["state"] == "needs-link"
+
+    def status_says_needs_link() -> bool:  # between two retries; during one, the state is "renewing"
+        status = run_agent(lab, config, "status", "--json")
+        return status.returncode == 3 and json.loads(status.stdout)[0]["state"] == "needs-link"
+
+    wait_for(status_says_needs_link, 30, "status --json to say needs-link (exit code 3)")
     assert kubeconfig.read_bytes() == expired  # the last kubeconfig is kept
 
     link_restored.restore()
