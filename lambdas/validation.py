@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from lambdas.errors import InvalidRequest
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MAX_REPORTED_ERRORS = 5
 
@@ -17,3 +23,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     if more > 0:
         parts.append(f"and {more} more")
     return "; ".join(parts)
+
+
+def parse_input(model: type[ModelT], event: Any) -> ModelT:
+    """``event`` as ``model``, or :class:`InvalidRequest` naming the bad fields (never their values)."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None

@@ -6,23 +6,18 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from lambdas import aws
 from lambdas.bootstrap_rbac.logic import bootstrap
 from lambdas.config import WorkflowConfig
-from lambdas.errors import InvalidRequest
 from lambdas.models import ClusterStepInput
 from lambdas.observability import instrumented, logger, metrics
-from lambdas.validation import describe_validation_error
+from lambdas.validation import parse_input
 
 
 @instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    try:
-        request = ClusterStepInput.model_validate(event)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation_error(exc)) from None
+    request = parse_input(ClusterStepInput, event)
     result = bootstrap(request.cluster, config=WorkflowConfig.from_environment(), eks=aws.client("eks"))
     logger.info("rbac bootstrapped", extra={"cluster": request.cluster.name, "applied": result.applied,
                                             "authMapping": result.authMapping})

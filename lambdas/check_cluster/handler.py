@@ -6,7 +6,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from lambdas import aws
 from lambdas.check_cluster.logic import assess, describe_cluster
@@ -15,16 +14,14 @@ from lambdas.errors import InvalidRequest
 from lambdas.models import CheckInput
 from lambdas.observability import instrumented, logger, metrics
 from lambdas.timeutil import parse_timestamp, utcnow
-from lambdas.validation import describe_validation_error
+from lambdas.validation import parse_input
 
 
 @instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    request = parse_input(CheckInput, event)
     try:
-        request = CheckInput.model_validate(event)
         deadline = parse_timestamp(request.deadline)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation_error(exc)) from None
     except ValueError as exc:
         raise InvalidRequest(f"deadline: {exc}") from None
     cluster = describe_cluster(aws.client("eks"), request.clusterName)

@@ -6,23 +6,18 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from lambdas import aws
 from lambdas.config import WorkflowConfig
-from lambdas.errors import InvalidRequest
 from lambdas.models import ClusterStepInput
 from lambdas.observability import instrumented, logger, metrics
 from lambdas.store_secret.logic import build_secret, store_secret
-from lambdas.validation import describe_validation_error
+from lambdas.validation import parse_input
 
 
 @instrumented
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    try:
-        request = ClusterStepInput.model_validate(event)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation_error(exc)) from None
+    request = parse_input(ClusterStepInput, event)
     config = WorkflowConfig.from_environment()
     secret = build_secret(request.cluster, breakglass_group=config.breakglass_group)
     stored = store_secret(
