@@ -71,7 +71,8 @@ def write_config(lab: Any, directory: Path, clusters: list[str], *, region: str 
     ``cluster`` maps a cluster name to its ``[cluster."<name>"]`` table.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    timing = {"backoff_base": 1, "backoff_cap": 5, "csr_timeout": 20, "api_timeout": 5, **extra.pop("timing", {})}
+    timing = {"backoff_base": 1, "backoff_cap": 5, "csr_timeout": 20, "api_timeout": 5, "min_remaining_lifetime": 10,
+              **extra.pop("timing", {})}
     cluster_tables: dict[str, dict[str, Any]] = extra.pop("cluster", {})
     settings = {
         "region": region,

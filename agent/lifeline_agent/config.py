@@ -23,6 +23,8 @@ Example (every key but ``clusters`` has a default)::
     api_timeout = "10s"                    # one API server or Region request
     verify_interval = "5m"                 # how often the installed kubeconfig is proven
     secret_refresh_interval = "15m"        # how often lifeline/<cluster> is re-read while connected
+    clock_skew = "1m"                      # tolerated clock difference when checking a certificate's validity
+    min_remaining_lifetime = "5m"          # a new certificate with less time left is not installed
 
     [cluster.edge-1]                       # optional per-cluster settings
     endpoint_ips = ["10.0.0.10", "10.0.0.11"]
@@ -73,6 +75,8 @@ class Timing:
     api_timeout: float = 10.0
     verify_interval: float = 300.0
     secret_refresh_interval: float = 900.0
+    clock_skew: float = 60.0  # tolerated difference between this host's clock and the signer's
+    min_remaining_lifetime: float = 300.0  # a new certificate with less left than this is not installed
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,8 @@ def _timing(source: Path, table: dict[str, Any]) -> Timing:
         api_timeout=reader.duration("api_timeout", default.api_timeout),
         verify_interval=reader.duration("verify_interval", default.verify_interval),
         secret_refresh_interval=reader.duration("secret_refresh_interval", default.secret_refresh_interval),
+        clock_skew=reader.duration("clock_skew", default.clock_skew),
+        min_remaining_lifetime=reader.duration("min_remaining_lifetime", default.min_remaining_lifetime),
     )
     reader.finish()
     if timing.backoff_cap < timing.backoff_base:

@@ -44,6 +44,8 @@ class ClusterState(StrEnum):
     RENEWING = "renewing"
     NEEDS_LINK = "needs-link"
     REVOKED = "revoked"
+    UNTRUSTED = "untrusted"  # the secret's endpoint or CA is not what EKS reports: not followed
+    GROUP_CHANGED = "group-changed"  # the secret names another break-glass group than the certificate's
     FAILED = "failed"
 
 
