@@ -85,6 +85,9 @@ def _venv_script(name: str) -> str:
     return found
 
 
+CONTROL_PLANE_BACKENDS = ("emulated", "real")
+
+
 class Lab:
     def __init__(
         self,
@@ -94,7 +97,15 @@ class Lab:
         signing_duration_seconds: int = ONE_YEAR_SECONDS,
         min_expiration_seconds: int = 600,
         sts_timeout: float = 3.0,
+        control_plane: str = "emulated",
     ) -> None:
+        if control_plane not in CONTROL_PLANE_BACKENDS:
+            raise LabError(f"control plane {control_plane!r}: choose one of {', '.join(CONTROL_PLANE_BACKENDS)}")
+        if control_plane == "real":
+            from lab.controlplane.real import find_binaries
+
+            find_binaries()  # RealControlPlaneUnavailable (what is missing) before anything starts
+        self.control_plane_backend = control_plane
         self.state_dir = Path(state_dir)
         self.activation_delay = activation_delay
         self.signing_duration_seconds = signing_duration_seconds
@@ -232,7 +243,12 @@ class Lab:
             signing_duration_seconds=self.signing_duration_seconds,
             min_expiration_seconds=self.min_expiration_seconds,
         )
-        control_plane = ControlPlane(options)
+        if self.control_plane_backend == "real":
+            from lab.controlplane.real import RealControlPlane
+
+            control_plane: Any = RealControlPlane(options)
+        else:
+            control_plane = ControlPlane(options)
         control_plane.start()
         try:
             endpoint = control_plane.endpoint
