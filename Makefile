@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml agent/pyproject.toml requirements.lock package.json pac
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# make demo CONTROL_PLANE=real: the same story on real kube-apiserver/kube-controller-manager (../shared/kube).
+CONTROL_PLANE ?= emulated
+
 demo: install
-	$(BIN)/python -m lab demo
+	$(BIN)/python -m lab demo --control-plane $(CONTROL_PLANE)
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

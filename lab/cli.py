@@ -203,7 +203,13 @@ def run_foreground(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    lab = Lab(state_dir, activation_delay=args.activation_delay)
+    from lab.controlplane.real import RealControlPlaneUnavailable
+
+    try:
+        lab = Lab(state_dir, activation_delay=args.activation_delay, control_plane=args.control_plane)
+    except RealControlPlaneUnavailable as exc:
+        print(f"lab: --control-plane real: {exc}", file=sys.stderr)
+        return 2
     lab.start()
     admin = AdminServer(lab, on_shutdown=stop.set)
     try:
@@ -225,7 +231,7 @@ def run_foreground(args: argparse.Namespace) -> int:
 
 
 def print_summary(lab: Any, admin_url: str, files: dict[str, Path]) -> None:
-    print("Lifeline lab is up")
+    print(f"Lifeline lab is up (control plane: {lab.control_plane_backend})")
     print(f"  Region (moto)            {lab.region_url}")
     print(f"  Region via service link  {lab.outpost_region_url}")
     for name in lab.cluster_names():
@@ -247,7 +253,7 @@ def start_detached(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "env").unlink(missing_ok=True)
     command = [sys.executable, "-m", "lab", "--state-dir", str(state_dir), "up",
-               "--activation-delay", str(args.activation_delay)]  # fmt: skip
+               "--activation-delay", str(args.activation_delay), "--control-plane", args.control_plane]  # fmt: skip
     with open(state_dir / "lab.log", "ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -286,7 +292,14 @@ def add_up_command(sub: Any) -> None:
     parser.add_argument("--detach", action="store_true", help="run in the background; pid in <state-dir>/lab.pid")
     parser.add_argument("--activation-delay", type=float, default=2.0, metavar="SECONDS",
                         help="time from CreateCluster to ACTIVE (default: 2)")  # fmt: skip
+    add_control_plane_argument(parser)
     parser.set_defaults(func=cmd_up)
+
+
+def add_control_plane_argument(parser: Any) -> None:
+    parser.add_argument("--control-plane", choices=("emulated", "real"), default="emulated",
+                        help="emulated: the lab's own API server (default, needs only PyPI); real: etcd + "
+                        "kube-apiserver + kube-controller-manager v1.28.7 from ../shared/kube")  # fmt: skip
 
 
 # --- status, link, down ------------------------------------------------------------------------------

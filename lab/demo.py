@@ -74,6 +74,7 @@ class DemoOptions:
     min_offline_calls: int = 10
     outage_timeout: float = 120.0  # longest wait for the renewals once the drill is done
     min_outage_seconds: float = 0.0  # keep the link down at least this long (the demo: long enough to watch)
+    control_plane: str = "emulated"  # the lab's backend when the demo starts its own lab: emulated or real
     log: Callable[[str], None] | None = None
 
 
@@ -139,7 +140,8 @@ def _lab_for(options: DemoOptions, log: Progress) -> Iterator[Any]:
         return
     from lab.lab import Lab
 
-    lab = Lab(options.output_dir / "lab", activation_delay=1.0)
+    lab = Lab(options.output_dir / "lab", activation_delay=1.0, control_plane=options.control_plane)
+    log(f"lab control plane: {lab.control_plane_backend}")
     lab.start()
     try:
         yield lab
@@ -543,6 +545,9 @@ def add_arguments(parser: Any) -> None:
                         f"{DemoOptions.signing_duration_seconds}; certificates are backdated 5 minutes)")  # fmt: skip
     parser.add_argument("--min-outage", type=float, default=60.0, metavar="SECONDS",
                         help="keep the service link down at least this long (default: 60)")
+    parser.add_argument("--control-plane", choices=("emulated", "real"), default="emulated",
+                        help="the lab's control plane: emulated (default) or real kube-apiserver v1.28.7 from "
+                        "../shared/kube")  # fmt: skip
 
 
 def demo_command(args: Any) -> int:
@@ -551,6 +556,8 @@ def demo_command(args: Any) -> int:
     The terminal shows the progress lines only: everything else this process prints (the Region's in-process
     Lambda functions log JSON to stdout) goes to ``<output>/region.log``.
     """
+    from lab.controlplane.real import RealControlPlaneUnavailable
+
     output = (args.output_dir or args.state_dir / "demo").resolve()
     output.mkdir(parents=True, exist_ok=True)
     os.environ.update(NO_REAL_AWS)
@@ -565,12 +572,15 @@ def demo_command(args: Any) -> int:
         os.dup2(region_log.fileno(), 2)
         try:
             options = DemoOptions(output_dir=output, signing_duration_seconds=args.signing_duration,
-                                  min_outage_seconds=args.min_outage,
+                                  min_outage_seconds=args.min_outage, control_plane=args.control_plane,
                                   log=lambda line: print(line, file=terminal, flush=True))  # fmt: skip
             result = run_demo(options)
         except DemoError as exc:
             print(f"demo FAILED: {exc} (more in {output / 'region.log'})", file=terminal, flush=True)
             return 1
+        except RealControlPlaneUnavailable as exc:
+            print(f"demo: --control-plane real: {exc}", file=terminal, flush=True)
+            return 2
         except BaseException:
             traceback.print_exc(file=terminal)
             raise
