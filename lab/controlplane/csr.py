@@ -76,7 +76,7 @@ def validate(csr: Obj, min_expiration_seconds: int) -> None:
         problems.append(errors.invalid("spec.request", errors.go_bytes(request), str(exc)))
     usages = spec.get("usages") or []
     if not usages:
-        problems.append(errors.required("spec.usages", "usages must be provided"))
+        problems.append(errors.required("spec.usages"))  # v1.28 kube-apiserver gives no detail
     for index, usage in enumerate(usages):
         if usage not in VALID_USAGES:
             problems.append(errors.not_supported(f"spec.usages[{index}]", usage, VALID_USAGES))

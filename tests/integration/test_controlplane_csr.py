@@ -125,7 +125,7 @@ def test_missing_usages_are_required(admin: Path, tmp_path: Path) -> None:
     result = run_kubectl(admin, "create", "-f", str(csr_file(tmp_path, name)))
     assert result.rc == 1
     assert result.stderr.strip() == (
-        f'The CertificateSigningRequest "{name}" is invalid: spec.usages: Required value: usages must be provided'
+        f'The CertificateSigningRequest "{name}" is invalid: spec.usages: Required value'
     )
 
 

@@ -51,8 +51,8 @@ def test_several_problems_are_listed_together() -> None:
     message = invalid_message(csr_object("x", request=b"nope", usages=[], expirationSeconds=10))
     assert message == (
         'CertificateSigningRequest.certificates.k8s.io "x" is invalid: [spec.request: Invalid value: '
-        "[]byte{0x6e, 0x6f, 0x70, 0x65}: PEM block type must be CERTIFICATE REQUEST, spec.usages: Required value: "
-        "usages must be provided, spec.expirationSeconds: Invalid value: 10: may not specify a duration less than "
+        "[]byte{0x6e, 0x6f, 0x70, 0x65}: PEM block type must be CERTIFICATE REQUEST, spec.usages: Required value, "
+        "spec.expirationSeconds: Invalid value: 10: may not specify a duration less than "
         "600 seconds (10 minutes)]"
     )
 
