@@ -99,13 +99,8 @@ class Lab:
         sts_timeout: float = 3.0,
         control_plane: str = "emulated",
     ) -> None:
-        if control_plane not in CONTROL_PLANE_BACKENDS:
-            raise LabError(f"control plane {control_plane!r}: choose one of {', '.join(CONTROL_PLANE_BACKENDS)}")
-        if control_plane == "real":
-            from lab.controlplane.real import find_binaries
-
-            find_binaries()  # RealControlPlaneUnavailable (what is missing) before anything starts
-        self.control_plane_backend = control_plane
+        self.control_plane_backend = "emulated"
+        self.use_control_plane(control_plane)
         self.state_dir = Path(state_dir)
         self.activation_delay = activation_delay
         self.signing_duration_seconds = signing_duration_seconds
@@ -158,6 +153,18 @@ class Lab:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def use_control_plane(self, backend: str) -> str:
+        """Clusters created from now on get ``backend``'s control plane; returns the previous backend.
+        ``real`` raises :class:`RealControlPlaneUnavailable` (what is missing) when it cannot run here."""
+        if backend not in CONTROL_PLANE_BACKENDS:
+            raise LabError(f"control plane {backend!r}: choose one of {', '.join(CONTROL_PLANE_BACKENDS)}")
+        if backend == "real":
+            from lab.controlplane.real import find_binaries
+
+            find_binaries()
+        previous, self.control_plane_backend = self.control_plane_backend, backend
+        return previous
 
     @property
     def region_url(self) -> str:

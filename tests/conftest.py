@@ -73,6 +73,33 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture
+def real_lab(lab: object) -> Iterator[object]:
+    """The session's lab, creating the clusters of this test on a real control plane (kube-apiserver +
+    kube-controller-manager from ``../shared/kube``, etcd); skips, with the reason, where they are missing.
+    Mark the test ``xdist_group("real-lab")`` so that one worker runs every real-backend test."""
+    from lab.controlplane.real import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"real control plane unavailable: {reason}")
+    previous = lab.use_control_plane("real")  # type: ignore[attr-defined]
+    try:
+        yield lab
+    finally:
+        lab.use_control_plane(previous)  # type: ignore[attr-defined]
+
+
+REAL_BACKEND = pytest.param("real", marks=pytest.mark.xdist_group("real-lab"), id="real")
+both_backends = pytest.mark.parametrize("backend", ["emulated", REAL_BACKEND], indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The control-plane backend of a test marked ``@both_backends``; ``emulated`` otherwise."""
+    return str(getattr(request, "param", "emulated"))
+
+
+@pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A cluster name unique in the session: ``<test name prefix>-<random>``."""
     stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")[:40].rstrip("-")

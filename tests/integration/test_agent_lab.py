@@ -17,6 +17,7 @@ import pytest
 
 from lab import agentkit
 from lab.agentkit import AGENT, read_status, write_config
+from tests.conftest import both_backends
 
 wait_for = functools.partial(agentkit.wait_for, interval=0.2)
 
@@ -40,12 +41,19 @@ def whoami(kubectl: Any, kubeconfig: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
+def lab(lab: Any, backend: str, request: pytest.FixtureRequest) -> Any:
+    """The session's emulated lab, or the real-control-plane lab for the ``[real]`` run of ``@both_backends``."""
+    return request.getfixturevalue("real_lab") if backend == "real" else lab
+
+
+@pytest.fixture
 def seeded_cluster(lab: Any, unique_name: str) -> str:
     lab.create_local_cluster(unique_name)
     lab.seed_cluster_for_agent(unique_name)
     return unique_name
 
 
+@both_backends
 def test_once_from_nothing_gives_a_working_offline_kubeconfig(lab, seeded_cluster, tmp_path, kubectl):
     config = write_config(lab, tmp_path, [seeded_cluster], host_id="edge-host-1")
     result = run_agent(lab, config, "once")
@@ -114,6 +122,7 @@ def test_the_key_never_leaves_the_host(lab, seeded_cluster, tmp_path):
             assert form not in text, f"private key material found in {place}"
 
 
+@both_backends
 def test_renews_offline_with_its_own_certificate_and_kubectl_never_fails(
         lab, seeded_cluster, tmp_path, kubectl, link_restored, running_agents):
     lab.control_plane(seeded_cluster).set_signing_duration(60)  # 60 s certificates (+ 5 min backdate)
@@ -163,6 +172,7 @@ def install_expired_certificate(lab: Any, cluster: str, kubeconfig: Path, user: 
     return data
 
 
+@both_backends
 def test_expired_certificate_with_the_link_down_needs_the_link_then_recovers(
         lab, seeded_cluster, tmp_path, kubectl, link_restored, running_agents):
     config = write_config(lab, tmp_path, [seeded_cluster], host_id="powered-off", probe_interval="1s")
@@ -195,6 +205,7 @@ def test_expired_certificate_with_the_link_down_needs_the_link_then_recovers(
     assert kubeconfig.with_name("kubeconfig.prev").read_bytes() == expired
 
 
+@both_backends
 def test_deleted_breakglass_binding_means_revoked_without_a_tight_retry(lab, seeded_cluster, tmp_path, monkeypatch):
     from kubernetes import client
     from lifeline_agent.observability import ClusterState
@@ -223,6 +234,7 @@ def test_deleted_breakglass_binding_means_revoked_without_a_tight_retry(lab, see
     assert agent.state is ClusterState.READY
 
 
+@both_backends
 def test_ca_change_in_the_secret_reissues_and_a_wrong_ca_keeps_the_last_good_kubeconfig(
         lab, seeded_cluster, tmp_path, kubectl):
     from lifeline_agent.contract import ClusterSecret, secret_name
