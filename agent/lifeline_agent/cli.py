@@ -7,30 +7,45 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from lifeline_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from lifeline_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, check_state_dir, load_config
+from lifeline_agent.contract import ContractError, validate_cluster_name
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NEEDS_LINK, EXIT_REVOKED = 0, 1, 2, 3, 4
 EXIT_CODES = f"""exit codes:
-  {EXIT_OK}  every cluster has a verified, current kubeconfig
-  {EXIT_FAILED}  a cluster failed (the message says why; the last good kubeconfig is kept)
-  {EXIT_USAGE}  bad command line or configuration (the message names the file and key)
-  {EXIT_NEEDS_LINK}  a cluster needs the service link (no certificate yet, or it expired) and the link is down
-  {EXIT_REVOKED}  the API server forbids the certificate: the lifeline-breakglass binding was deleted
+  {EXIT_OK}  every cluster has a verified, current kubeconfig (state ready, or renewing with it still good)
+  {EXIT_FAILED}  a cluster is failed, pending (no kubeconfig yet), untrusted (the secret's endpoint or CA is not
+     what EKS reports: not followed), group-changed (the secret names another break-glass group) or in
+     a state this version does not know; the message says why and the last good kubeconfig is kept.
+     Also: no AWS credentials for get-token.
+  {EXIT_USAGE}  bad command line or configuration (the message names the file and key), an unknown cluster
+     or a cluster argument that is not a valid EKS cluster name
+  {EXIT_NEEDS_LINK}  needs-link: a cluster needs the service link (no certificate yet, or it expired) and the
+     link is down
+  {EXIT_REVOKED}  revoked: the API server forbids the certificate: the lifeline-breakglass binding was deleted
 With several clusters the first of {EXIT_FAILED}, {EXIT_REVOKED}, {EXIT_NEEDS_LINK} that applies is returned."""
+# Every state but these is a failure, including states written by a newer agent.
+_STATE_EXIT_CODES = {"ready": EXIT_OK, "renewing": EXIT_OK, "needs-link": EXIT_NEEDS_LINK, "revoked": EXIT_REVOKED}
+_EXIT_PRECEDENCE = (EXIT_FAILED, EXIT_REVOKED, EXIT_NEEDS_LINK)
 
 DESCRIPTION = """Keeps an offline (X.509 client certificate) kubeconfig current for EKS local clusters on
 AWS Outposts, so that kubectl keeps working while the service link to the Region is down.
 Kubeconfigs are written to <state_dir>/<cluster>/kubeconfig (default state_dir /var/lib/lifeline)."""
 
 
+class UsageError(Exception):
+    """The command line names something that does not exist or is not valid (exit code 2)."""
+
+
+class CommandFailed(Exception):
+    """A command could not do its work; the message says why (exit code 1)."""
+
+
 def _state_exit_code(states: list[str]) -> int:
-    for state, code in (("failed", EXIT_FAILED), ("pending", EXIT_FAILED), ("unknown", EXIT_FAILED),
-                        ("revoked", EXIT_REVOKED), ("needs-link", EXIT_NEEDS_LINK)):  # fmt: skip
-        if state in states:
-            return code
-    return EXIT_OK
+    codes = {_STATE_EXIT_CODES.get(state, EXIT_FAILED) for state in states}
+    return next((code for code in _EXIT_PRECEDENCE if code in codes), EXIT_OK)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,18 +87,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "get-token":
-        from lifeline_agent.eks_token import get_token
-
-        print(get_token(args.cluster, region=args.region, endpoint_url=args.endpoint_url).exec_credential_json())
-        return EXIT_OK
     try:
+        if args.command == "get-token":
+            return _get_token(args)
         config = load_config(args.config)
-    except ConfigError as exc:
+        check_state_dir(config, writer=args.command in ("run", "once"))
+        command = {"run": _run, "once": _once, "status": _status, "verify": _verify}[args.command]
+        return command(config, args)
+    except (ConfigError, UsageError) as exc:
         print(f"lifeline-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    command = {"run": _run, "once": _once, "status": _status, "verify": _verify}[args.command]
-    return command(config, args)
+    except CommandFailed as exc:
+        print(f"lifeline-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # e.g. the state directory vanished or became unreadable mid-command
+        print(f"lifeline-agent: {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _get_token(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
+
+    from lifeline_agent.eks_token import get_token
+
+    cluster = _cluster_argument(args.cluster)
+    try:
+        token = get_token(cluster, region=args.region, endpoint_url=args.endpoint_url)
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        raise CommandFailed(f"get-token: no usable AWS credentials ({exc}): set them the usual AWS SDK way "
+                            "(environment, shared files, instance profile)") from None  # fmt: skip
+    except (BotoCoreError, ValueError) as exc:
+        raise CommandFailed(f"get-token: cannot make a token for {cluster}: {exc}") from None
+    print(token.exec_credential_json())
+    return EXIT_OK
+
+
+def _cluster_argument(name: str) -> str:
+    try:
+        return validate_cluster_name(name)
+    except ContractError as exc:
+        raise UsageError(str(exc).removeprefix("clusterName: ")) from None
+
+
+def _cluster_directory(config: AgentConfig, name: str) -> Path:
+    """The state directory of a cluster named on the command line: a valid name, configured or known,
+    whose directory is inside state_dir (also after symlinks)."""
+    from lifeline_agent.store import known_clusters
+
+    configured = {c.name for c in config.clusters}
+    known = configured | set(known_clusters(config.state_dir))
+    if _cluster_argument(name) not in known:
+        listing = ", ".join(sorted(known)) or "none"
+        raise UsageError(f"unknown cluster {name!r}: not in {config.source} nor in {config.state_dir} "
+                         f"(known: {listing})")  # fmt: skip
+    directory = config.cluster_dir(name)
+    if directory.resolve().parent != config.state_dir.resolve():
+        raise UsageError(f"{directory} leads outside {config.state_dir} (to {directory.resolve()}): not used")
+    return directory
 
 
 def _quiet_libraries() -> None:
@@ -199,11 +259,14 @@ def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
     from lifeline_agent.store import ClusterStore, StoreError, known_clusters
     from lifeline_agent.verify import Revoked, verify_kubeconfig
 
-    names = [args.cluster] if args.cluster else sorted({c.name for c in config.clusters} |
-                                                       set(known_clusters(config.state_dir)))  # fmt: skip
+    if args.cluster is not None:
+        directories = {args.cluster: _cluster_directory(config, args.cluster)}
+    else:
+        names = sorted({c.name for c in config.clusters} | set(known_clusters(config.state_dir)))
+        directories = {name: config.cluster_dir(name) for name in names}
     codes = []
-    for name in names:
-        store = ClusterStore(config.cluster_dir(name))
+    for name, directory in directories.items():
+        store = ClusterStore(directory)
         try:
             kubeconfig = store.current()
             if kubeconfig is None:
@@ -221,7 +284,7 @@ def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
         else:
             print(f"{name}: OK: {store.kubeconfig_path} works as {identity.user} in {', '.join(identity.groups)}")
             codes.append("ready")
-    return _state_exit_code(codes) if names else EXIT_FAILED
+    return _state_exit_code(codes) if directories else EXIT_FAILED
 
 
 if __name__ == "__main__":

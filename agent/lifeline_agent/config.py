@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -42,12 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from lifeline_agent.contract import CLUSTER_NAME_PATTERN, DEFAULT_BREAKGLASS_GROUP, GROUP_PATTERN
+from lifeline_agent.permissions import UnsafePathError, check_credential_file, check_trusted
 
 DEFAULT_CONFIG_PATH = Path("/etc/lifeline/agent.toml")
 MACHINE_ID_PATH = Path("/etc/machine-id")
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 ALL_CLUSTERS = "all"
 MIN_CERTIFICATE_LIFETIME = 600  # Kubernetes rejects spec.expirationSeconds below 10 minutes.
+MAX_DURATION = 366 * 86400  # longer is a typo; and Event.wait() overflows on huge timeouts
 HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -144,6 +148,8 @@ class _Reader:
         seconds = parse_duration(value)
         if seconds is None:
             raise self.error(key, f"{value!r} is not a duration (seconds, or a number with s, m, h or d)")
+        if not math.isfinite(seconds) or seconds > MAX_DURATION:
+            raise self.error(key, f"{value!r} is not a finite duration of at most {MAX_DURATION // 86400} days")
         if seconds < minimum or seconds <= 0:
             raise self.error(key, f"{value!r} is too short (at least {max(minimum, 1):g} s)")
         return seconds
@@ -171,8 +177,15 @@ def read_machine_id(path: Path = MACHINE_ID_PATH) -> str:
 
 
 def load_config(path: Path | str = DEFAULT_CONFIG_PATH, *, machine_id_path: Path = MACHINE_ID_PATH) -> AgentConfig:
-    """Read and validate the agent configuration; :class:`ConfigError` names the file and the key."""
+    """Read and validate the agent configuration; :class:`ConfigError` names the file and the key.
+
+    A file (or a directory above it) that anyone but root or this user could change is refused.
+    """
     source = Path(path)
+    try:
+        check_trusted(source)
+    except UnsafePathError as exc:
+        raise ConfigError(f"{source}: refused: {exc}") from None
     try:
         raw = source.read_bytes()
     except OSError as exc:
@@ -261,8 +274,13 @@ def _cluster_settings(reader: _Reader, name: str) -> ClusterSettings:
         except (TypeError, ValueError):
             raise reader.error(f"endpoint_ips[{index}]", f"{ip!r} is not an IP address") from None
     bootstrap = _absolute_path(reader, "bootstrap_kubeconfig", None)
-    if bootstrap is not None and not bootstrap.is_file():
+    if bootstrap is not None and not (bootstrap.is_file() and os.access(bootstrap, os.R_OK)):
         raise reader.error("bootstrap_kubeconfig", f"{bootstrap} is not a readable file")
+    if bootstrap is not None:
+        try:
+            check_credential_file(bootstrap)
+        except UnsafePathError as exc:
+            raise reader.error("bootstrap_kubeconfig", f"refused: {exc}") from None
     reader.finish()
     return ClusterSettings(name=name, endpoint_ips=tuple(ips), bootstrap_kubeconfig=bootstrap)
 
@@ -284,6 +302,18 @@ def _timing(source: Path, table: dict[str, Any]) -> Timing:
     if timing.backoff_cap < timing.backoff_base:
         raise reader.error("backoff_cap", "must not be smaller than timing.backoff_base")
     return timing
+
+
+def check_state_dir(config: AgentConfig, *, writer: bool) -> None:
+    """Refuse a state directory (or a directory above it) that others could change.
+
+    ``writer``: the agent itself runs (``run``, ``once``), so the directory must also be root's or its own;
+    an operator reading the agent's state (``status``, ``verify``) may find it owned by the agent's user.
+    """
+    try:
+        check_trusted(config.state_dir, owner_of_leaf=writer)
+    except UnsafePathError as exc:
+        raise ConfigError(f"{config.source}: state_dir: refused: {exc}") from None
 
 
 def _absolute_path(reader: _Reader, key: str, default: Path | None) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import json
 import logging
@@ -50,6 +51,8 @@ class ClusterState(StrEnum):
 
 
 SERVING_STATES = frozenset({ClusterState.READY, ClusterState.RENEWING})
+REQUEST_DEADLINE = 5.0  # seconds one metrics connection may last in all; a scrape takes milliseconds
+MAX_CONNECTIONS = 8  # metrics connections served at once; more are answered 503 and closed
 
 
 @dataclass
@@ -182,10 +185,11 @@ class Observer:
             return False, "; ".join(problems)
         return True, f"ok: {len(clusters)} cluster(s) ready"
 
-    def serve(self, address: str) -> HttpEndpoint:
+    def serve(self, address: str, *, deadline: float = REQUEST_DEADLINE,
+              max_connections: int = MAX_CONNECTIONS) -> HttpEndpoint:  # fmt: skip
         """Serve ``/healthz`` and ``/metrics`` on ``address`` (``host:port``, loopback only, port 0 = any)."""
         host, port = parse_loopback_address(address)
-        return HttpEndpoint(self, host, port)
+        return HttpEndpoint(self, host, port, deadline=deadline, max_connections=max_connections)
 
 
 def _problem(health: ClusterHealth, now: float) -> str | None:
@@ -222,12 +226,43 @@ def parse_loopback_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+_BUSY_REPLY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+
+
 class _Handler(BaseHTTPRequestHandler):
     observer: ClassVar[Observer]
+    allowed_hosts: ClassVar[frozenset[str]]  # Host header values (lower case) this endpoint answers to
+    deadline: ClassVar[float]
     server_version = "lifeline-agent"
-    timeout = 10  # seconds a client may stall before its thread gives up on it
+
+    def setup(self) -> None:
+        super().setup()
+        # Per-read timeouts let a client that drips a byte a second hold a thread forever; shutting the
+        # socket down at the deadline ends whatever read or write is blocked at that moment.
+        self._cutoff = threading.Timer(self.deadline, self._cut_off)
+        self._cutoff.daemon = True
+        self._cutoff.start()
+
+    def _cut_off(self) -> None:
+        log.info("http: connection from %s cut off after %g s", self.client_address[0], self.deadline)
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self._cutoff.cancel()
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1:
+            self._reply(HTTPStatus.BAD_REQUEST, b"exactly one Host header is required\n", "text/plain; charset=utf-8")
+            return
+        if hosts[0].strip().lower() not in self.allowed_hosts:  # DNS rebinding: a browser sends the page's name
+            log.info("http: refused a request for Host %r", hosts[0][:100])
+            self._reply(HTTPStatus.MISDIRECTED_REQUEST, b"this endpoint answers only to its own address\n",
+                        "text/plain; charset=utf-8")  # fmt: skip
+            return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._reply(HTTPStatus.OK, generate_latest(self.observer.registry), CONTENT_TYPE_LATEST)
@@ -251,18 +286,57 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` of them."""
+
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.info("http: %d connections already open: refused one from %s", self.max_connections,
+                     client_address[0])  # fmt: skip
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY_REPLY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away, or was cut off at the deadline
+            log.debug("http: connection from %s ended: %s", client_address[0], error)
+        else:
+            log.exception("http: error serving %s", client_address[0])
 
 
 class HttpEndpoint:
     """A running ``/healthz`` + ``/metrics`` server on a background thread."""
 
-    def __init__(self, observer: Observer, host: str, port: int) -> None:
-        handler = type("ObserverHandler", (_Handler,), {"observer": observer})
+    def __init__(self, observer: Observer, host: str, port: int, *, deadline: float = REQUEST_DEADLINE,
+                 max_connections: int = MAX_CONNECTIONS) -> None:  # fmt: skip
+        attributes = {"observer": observer, "deadline": deadline, "timeout": deadline, "allowed_hosts": frozenset()}
+        handler: type[_Handler] = type("ObserverHandler", (_Handler,), attributes)
         server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
-        self._server = server_class((host, port), handler)
+        self._server = server_class((host, port), handler, max_connections)
         self.host = host
         self.port: int = self._server.server_address[1]
+        names = ("localhost", f"[{host}]" if ":" in host else host)
+        handler.allowed_hosts = frozenset(names) | {f"{name}:{self.port}" for name in names}
         self._thread = threading.Thread(target=self._server.serve_forever, name="lifeline-http", daemon=True)
         self._thread.start()
         log.info("serving /healthz and /metrics", extra={"address": self.url})

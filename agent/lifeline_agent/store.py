@@ -21,6 +21,7 @@ from typing import Any
 
 from lifeline_agent.contract import ClusterSecret, ContractError
 from lifeline_agent.kubeconfig import atomic_write, dump_kubeconfig, load_kubeconfig
+from lifeline_agent.permissions import make_private_directories
 
 KUBECONFIG, PREVIOUS, KEY, CACHE, STATUS = "kubeconfig", "kubeconfig.prev", "key.pem", "cluster.json", "status.json"
 
@@ -57,13 +58,12 @@ class ClusterStore:
         return self.path(KUBECONFIG)
 
     def ensure(self) -> None:
-        """Create the directory: 0700, or 0750 with the operators' group so they can reach the kubeconfig."""
+        """Create the directory (and its missing parents): 0700, or 0750 with the operators' group so they
+        can reach the kubeconfig."""
         if self.directory.is_dir():
             return
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.operators_group:
-            os.chown(self.directory, -1, grp.getgrnam(self.operators_group).gr_gid)
-            self.directory.chmod(0o750)
+        group_id = grp.getgrnam(self.operators_group).gr_gid if self.operators_group else None
+        make_private_directories(self.directory, group_id=group_id)
 
     def remove_stale_sessions(self) -> None:
         """Remove what a killed agent left behind: API-session directories and the temp files of cut

@@ -14,6 +14,7 @@ import contextlib
 import ctypes.util
 import functools
 import grp
+import http.client
 import json
 import shutil
 import signal
@@ -188,6 +189,19 @@ def scrape(base_url: str) -> dict[str, Any]:
     return {family.name: family for family in text_string_to_metric_families(body)}
 
 
+def status_for_host(base_url: str, host: str) -> int:
+    """The status of ``GET /metrics`` sent with the Host header ``host`` (what a DNS-rebound browser sends)."""
+    address = base_url.removeprefix("http://")
+    connection = http.client.HTTPConnection(address, timeout=5)
+    try:
+        connection.putrequest("GET", "/metrics", skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def link_up(base_url: str) -> float:
     (sample,) = scrape(base_url)["lifeline_service_link_up"].samples
     return float(sample.value)
@@ -245,6 +259,9 @@ def test_daemon_notifies_systemd_and_serves_metrics_and_health(
     renewals = cluster_samples(families, "lifeline_renewals", cluster)
     assert renewals[(("cluster", cluster), ("result", "success"))] >= 1.0
     assert [s.value for s in families["lifeline_service_link_up"].samples] == [1.0]
+    port = base_url.rsplit(":", 1)[1]
+    assert status_for_host(base_url, f"localhost:{port}") == 200
+    assert status_for_host(base_url, f"attacker.example:{port}") == 421
 
     lines = wait_for(lambda: (ls := notify.lines()) and "WATCHDOG=1" in ls and ls, 10, "WATCHDOG=1")
     assert "READY=1" in lines

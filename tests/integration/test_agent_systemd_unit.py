@@ -1,5 +1,6 @@
 """The agent's systemd unit: `systemd-analyze verify` accepts it, `systemd-analyze security` rates it
-2.0 or lower, and the agent's Python stack runs under the unit's MemoryDenyWriteExecute=yes."""
+1.5 or lower, it bounds memory and tasks, and the agent's Python stack runs under the unit's
+MemoryDenyWriteExecute=yes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "agent" / "systemd" / "lifeline-agent.service"
 AGENT_BIN = Path(sys.executable).with_name("lifeline-agent")
-MAX_EXPOSURE = 2.0
+MAX_EXPOSURE = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,9 @@ def test_unit_declares_the_service_contract() -> None:
         "ExecStart": "/usr/local/bin/lifeline-agent run --config /etc/lifeline/agent.toml",
         "MemoryDenyWriteExecute": "yes",
         "IPAddressDeny": "any",
+        "MemoryMax": "256M",
+        "MemorySwapMax": "0",
+        "TasksMax": "64",
     }
     assert {key: settings.get(key, [None])[-1] for key in expected} == expected
     assert "DynamicUser" not in settings
@@ -90,7 +94,7 @@ def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, installab
     assert complaints == []
 
 
-def test_systemd_analyze_security_rates_the_unit_at_most_2(systemd_analyze: str, installable_unit: Path) -> None:
+def test_systemd_analyze_security_rates_the_unit_at_most_1_5(systemd_analyze: str, installable_unit: Path) -> None:
     result = subprocess.run(
         [systemd_analyze, "security", "--offline=true", "--no-pager", str(installable_unit)],
         capture_output=True,

@@ -7,6 +7,7 @@ import json
 import pytest
 from lifeline_agent import cli
 from lifeline_agent.link import LinkMonitor
+from lifeline_agent.observability import SERVING_STATES, ClusterState
 from lifeline_agent.resolver import endpoint_host_port, ip_of_server, resolve, server_url
 
 
@@ -25,6 +26,8 @@ def test_help_documents_the_exit_codes(capsys):
     for code in ("0", "1", "2", "3", "4"):
         assert f"\n  {code}  " in text
     assert "needs the service link" in text and "lifeline-breakglass" in text
+    for state in ClusterState:
+        assert state.value in text, state
 
 
 @pytest.mark.parametrize(
@@ -35,10 +38,22 @@ def test_help_documents_the_exit_codes(capsys):
         (["revoked", "needs-link"], 4),
         (["needs-link", "failed", "revoked"], 1),
         (["pending"], 1),
+        (["ready", "untrusted"], 1),
+        (["revoked", "group-changed"], 1),
+        (["renewing", "ready"], 0),
+        (["unknown"], 1),
+        (["a-state-of-a-newer-agent", "needs-link"], 1),
+        ([], 0),
     ],
 )
 def test_exit_code_of_several_clusters(states, code):
     assert cli._state_exit_code(states) == code
+
+
+def test_every_state_but_ready_and_renewing_is_a_non_zero_exit_code():
+    codes = {state: cli._state_exit_code([state.value]) for state in ClusterState}
+    assert {state for state, code in codes.items() if code == cli.EXIT_OK} == SERVING_STATES
+    assert codes[ClusterState.UNTRUSTED] == codes[ClusterState.GROUP_CHANGED] == cli.EXIT_FAILED
 
 
 def test_status_without_state_shows_pending(tmp_path, capsys):

@@ -41,6 +41,7 @@ def test_defaults_and_host_id_from_machine_id(tmp_path, machine_id):
 def test_full_configuration(tmp_path, machine_id):
     bootstrap = tmp_path / "bootstrap.kubeconfig"
     bootstrap.write_text("kind: Config\n")
+    bootstrap.chmod(0o600)  # it holds a credential: readable by others it is refused
     text = f"""
 region = "us-west-2"
 clusters = "all"
@@ -87,6 +88,9 @@ bootstrap_kubeconfig = "{bootstrap}"
         ('clusters = ["a"]\ncertificate_lifetime = "5m"\n', "certificate_lifetime", "too short"),
         ('clusters = ["a"]\ncertificate_lifetime = "a week"\n', "certificate_lifetime", "not a duration"),
         ('clusters = ["a"]\nprobe_interval = true\n', "probe_interval", "expected int"),
+        ('clusters = ["a"]\nprobe_interval = nan\n', "probe_interval", "not a finite duration"),
+        ('clusters = ["a"]\n[timing]\napi_timeout = 1e400\n', "timing.api_timeout", "not a finite duration"),
+        ('clusters = ["a"]\n[timing]\ncsr_timeout = -1\n', "timing.csr_timeout", "too short"),
         ('clusters = ["a"]\nstate_dir = "relative/dir"\n', "state_dir", "absolute path"),
         ('clusters = ["a"]\nmetrics_address = "0.0.0.0:9877"\n', "metrics_address", "loopback"),
         ('clusters = ["a"]\nmetrics_address = "localhost"\n', "metrics_address", "IP:PORT"),
