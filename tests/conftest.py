@@ -93,6 +93,12 @@ REAL_BACKEND = pytest.param("real", marks=pytest.mark.xdist_group("real-lab"), i
 both_backends = pytest.mark.parametrize("backend", ["emulated", REAL_BACKEND], indirect=True)
 
 
+def lab_of_backend(lab: object, backend: str, request: pytest.FixtureRequest) -> object:
+    """Install in a module as ``lab = pytest.fixture(name="lab")(lab_of_backend)``: there, ``lab`` is the
+    session's lab, creating its clusters on the real control plane for the ``[real]`` run of ``@both_backends``."""
+    return request.getfixturevalue("real_lab") if backend == "real" else lab
+
+
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     """The control-plane backend of a test marked ``@both_backends``; ``emulated`` otherwise."""

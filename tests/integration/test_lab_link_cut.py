@@ -6,7 +6,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.conftest import KubectlResult
+import pytest
+
+from tests.conftest import KubectlResult, both_backends, lab_of_backend
+
+lab = pytest.fixture(name="lab")(lab_of_backend)
 
 UNAUTHORIZED = "error: You must be logged in to the server (Unauthorized)"
 TLS_TIMEOUT = "Unable to connect to the server: net/http: TLS handshake timeout"
@@ -18,6 +22,7 @@ def _lists_kubernetes_service(result: KubectlResult) -> bool:
     )
 
 
+@both_backends
 def test_link_cut_locks_out_iam_but_not_x509_and_restore_brings_iam_back(
     lab: Any, kubectl: Any, link_restored: Any, unique_name: str
 ) -> None:
