@@ -20,6 +20,7 @@ from .store import ObjectStore, timestamp
 log = logging.getLogger(__name__)
 
 BACKDATE = dt.timedelta(minutes=5)
+SHORT_TTL = dt.timedelta(hours=8)
 SIGNING_DELAY = 0.05
 GC_INTERVAL = 30.0
 FINISHED_TTL = dt.timedelta(hours=1)
@@ -166,6 +167,10 @@ class Signer:
         now = self.now()
         cap = self.signing_duration_seconds
         requested = csr["spec"].get("expirationSeconds")
-        seconds = min(requested, cap) if requested else cap
-        not_after = min(now + dt.timedelta(seconds=seconds), self.ca.certificate.not_valid_after_utc)
-        return self.ca.sign_csr(request_bytes(csr), now - BACKDATE, not_after, csr["spec"].get("usages") or [])
+        ttl = dt.timedelta(seconds=min(requested, cap) if requested else cap)
+        not_before = now - BACKDATE
+        # kube-controller-manager v1.28 (measured on the real backend): a TTL under 8 h ends TTL after now,
+        # a longer one TTL after the backdated notBefore.
+        not_after = now + ttl if ttl < SHORT_TTL else not_before + ttl
+        not_after = min(not_after, self.ca.certificate.not_valid_after_utc)
+        return self.ca.sign_csr(request_bytes(csr), not_before, not_after, csr["spec"].get("usages") or [])

@@ -24,7 +24,7 @@ from tests.integration.test_controlplane_csr import pem_csr
 pytestmark = pytest.mark.xdist_group("real-lab")
 
 SIGNER = "kubernetes.io/kube-apiserver-client"
-SIGNING_DURATION = 3600
+SIGNING_DURATION = 86400  # over 8 h: the signer's long-lifetime rule applies to the cap
 
 
 def _options() -> ControlPlaneOptions:
@@ -162,6 +162,15 @@ def script(s: Script) -> list[str]:
     asked = dt.datetime.now(dt.UTC)
     s.run("approve", "admin", "certificate", "approve", "d-default")
     s.note(f"no duration requested: {_timing(s.wait('d-default', _issued), asked)}")
+    s.run("just under 8 h", "admin", "create", "-f",
+          str(s.csr("d-under8h", usages=["client auth"], expiration=8 * 3600 - 60)))  # fmt: skip
+    asked = dt.datetime.now(dt.UTC)
+    s.run("approve", "admin", "certificate", "approve", "d-under8h")
+    s.note(f"8 h - 1 min requested: {_timing(s.wait('d-under8h', _issued), asked)}")
+    s.run("8 h", "admin", "create", "-f", str(s.csr("d-8h", usages=["client auth"], expiration=8 * 3600)))
+    asked = dt.datetime.now(dt.UTC)
+    s.run("approve", "admin", "certificate", "approve", "d-8h")
+    s.note(f"8 h requested: {_timing(s.wait('d-8h', _issued), asked)}")
     s.run("longer than the signer's cap", "admin", "create", "-f",
           str(s.csr("d-long", usages=["client auth"], expiration=4 * SIGNING_DURATION)))  # fmt: skip
     asked = dt.datetime.now(dt.UTC)
