@@ -14,6 +14,7 @@ import pytest
 
 from lab.demo import OFFLINE_LANE, DemoOptions, DemoResult, run_demo
 from lab.drill import TLS_HANDSHAKE_TIMEOUT, UNAUTHORIZED
+from tests.conftest import REAL_BACKEND
 
 pytestmark = pytest.mark.xdist_group("demo-e2e")  # one worker runs the story once for every test here
 
@@ -91,18 +92,23 @@ def test_the_timeline_records_link_certificates_and_every_kubectl_call(
     assert summary["passed"] is True and summary["offline_failures"] == []
 
 
-def test_python_m_lab_drill_against_a_running_lab(tmp_path: Path) -> None:
+@pytest.mark.parametrize("control_plane", ["emulated", REAL_BACKEND])
+def test_python_m_lab_drill_against_a_running_lab(tmp_path: Path, control_plane: str) -> None:
     """The drill alone, as an operator runs it: a detached lab, its kubeconfigs and its link, real kubectl."""
     import subprocess
     import sys
 
+    from lab.controlplane.real import unavailable_reason
     from tests.conftest import REPO
+
+    if control_plane == "real" and (reason := unavailable_reason()) is not None:
+        pytest.skip(f"real control plane unavailable: {reason}")
 
     def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "lab", "--state-dir", str(tmp_path), *args],
                               capture_output=True, text=True, timeout=180, cwd=REPO, check=False)  # fmt: skip
 
-    started = lab_cli("up", "--detach", "--activation-delay", "0.2")
+    started = lab_cli("up", "--detach", "--activation-delay", "0.2", "--control-plane", control_plane)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         drill = lab_cli("drill")
