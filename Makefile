@@ -12,10 +12,13 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml agent/pyproject.toml requirements.lock package.json package-lock.json
+$(STAMP): pyproject.toml agent/pyproject.toml requirements.lock requirements-checkov.lock package.json package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==25.3
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ./agent -e .
+	@test -x $(VENV)/checkov/bin/python || $(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check pip==25.3
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.lock
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

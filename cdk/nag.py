@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aws_cdk import Aspects
 from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
-if TYPE_CHECKING:
-    from cdk.stack import LifelineStack
+from cdk.stack import LifelineStack
 
 
 def apply_checks(scope: IConstruct) -> None:

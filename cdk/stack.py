@@ -1,8 +1,13 @@
-"""The Lifeline Region stack: storage, workflow (functions + state machine), trigger, monitoring."""
+"""The Lifeline Region stack: storage, workflow (functions + state machine), trigger, monitoring.
+
+The accepted findings of the scanners (cdk/nag.py, cdk/checkov.py) are attached by cdk/application.py,
+which knows both the stack and the scanners; this module knows neither.
+"""
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from cdk.assets import build_dependencies_layer, stage_lambda_code
@@ -11,7 +16,6 @@ from cdk.constructs.monitoring import Monitoring
 from cdk.constructs.storage import Storage
 from cdk.constructs.trigger import Trigger
 from cdk.constructs.workflow import Workflow
-from cdk.nag import suppress_justified_findings
 from cdk.settings import load_settings
 
 
@@ -40,7 +44,9 @@ class LifelineStack(Stack):
             check_cluster=self.functions.check_cluster,
             store_secret=self.functions.store_secret,
             bootstrap_rbac=self.functions.bootstrap_rbac,
+            rollback_rbac=self.functions.rollback_rbac,
             timeout=Duration.seconds(settings.state_machine_timeout_seconds),
+            log_key=self.storage.key,
         )
         self.trigger = Trigger(
             self,
@@ -65,4 +71,39 @@ class LifelineStack(Stack):
             value=self.functions.cluster_admin_role.role_arn,
         )
         CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)
-        suppress_justified_findings(self)
+        CfnOutput(
+            self,
+            "SecretWriterRoleArn",
+            description="The only principal the secrets' resource policies let change a secret or its policy",
+            value=self.functions.store_secret.role.role_arn,  # type: ignore[union-attr]
+        )
+        CfnOutput(
+            self,
+            "AgentPolicyDocument",
+            description="IAM policy for the agent principals: read their secrets, and check each secret's "
+            "endpoint and CA against EKS (eks:DescribeCluster)",
+            value=self.to_json_string(self.agent_policy().to_json()),
+        )
+
+    def agent_policy(self) -> iam.PolicyDocument:
+        """What an agent principal needs: its IAM policy; the key and secret policies grant the rest."""
+        return iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadLifelineSecrets",
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[self.storage.secret_arn_pattern],
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptLifelineSecrets",
+                    actions=["kms:Decrypt"],
+                    resources=[self.storage.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    sid="VerifySecretAgainstEks",
+                    actions=["eks:DescribeCluster"],
+                    resources=[self.functions.cluster_arn_pattern],
+                ),
+            ]
+        )

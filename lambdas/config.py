@@ -38,6 +38,8 @@ class WorkflowConfig:
     agent_principal_arns: tuple[str, ...] = ()
     secret_writer_arn: str | None = None
     token_sts_endpoint_url: str | None = None
+    stack_account: str | None = None
+    stack_region: str | None = None
 
     @classmethod
     def from_environment(cls) -> WorkflowConfig:
@@ -54,4 +56,6 @@ class WorkflowConfig:
             agent_principal_arns=_json_list(constants.ENV_AGENT_PRINCIPAL_ARNS),
             secret_writer_arn=env.get(constants.ENV_SECRET_WRITER_ARN) or None,
             token_sts_endpoint_url=env.get(constants.ENV_TOKEN_STS_ENDPOINT_URL) or None,
+            stack_account=env.get(constants.ENV_STACK_ACCOUNT) or None,
+            stack_region=env.get(constants.ENV_STACK_REGION) or None,
         )

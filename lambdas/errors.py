@@ -16,6 +16,14 @@ class InvalidRequest(WorkflowError):
     """The execution input is not a CreateCluster event, a provisioning request or a direct request."""
 
 
+class EventOriginMismatch(WorkflowError):
+    """The event names another AWS account or Region than the stack's: it is not about this account's cluster."""
+
+
+class WorkflowMisconfigured(WorkflowError):
+    """A function's environment lacks a setting the stack always gives it (a hand-made deployment?)."""
+
+
 class OutpostNotAllowed(WorkflowError):
     """The cluster's Outpost is not one of the stack's allowed Outposts."""
 
@@ -50,6 +58,14 @@ class ClusterCreateRejected(WorkflowError):
 
 class RbacBootstrapFailed(WorkflowError):
     """The in-cluster objects could not be applied (not authorised, rejected by the API server...)."""
+
+
+class SecretWriteFailed(WorkflowError):
+    """Secrets Manager refused to write the secret or its policy (access denied, pending deletion, key...)."""
+
+
+class RbacRollbackFailed(WorkflowError):
+    """Undoing the RBAC objects this execution created failed: the message names what is left."""
 
 
 class TransientAwsError(Exception):

@@ -112,11 +112,17 @@ class CreateClusterParameters(_Named):
     outpostConfig: OutpostConfig | None = None
 
 
+AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
+RegionName = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", max_length=30)]
+
+
 class CloudTrailDetail(BaseModel):
     model_config = _LENIENT
     eventSource: Literal["eks.amazonaws.com"]
     eventName: Literal["CreateCluster"]
     errorCode: str | None = None
+    recipientAccountId: AccountId | None = None
+    awsRegion: RegionName | None = None
     requestParameters: CreateClusterParameters
 
     @model_validator(mode="after")
@@ -130,6 +136,8 @@ class CloudTrailEvent(BaseModel):
     model_config = _LENIENT
     source: Literal["aws.eks"]
     detail_type: Literal["AWS API Call via CloudTrail"] = Field(alias="detail-type")
+    account: AccountId
+    region: RegionName
     detail: CloudTrailDetail
 
 
@@ -137,6 +145,8 @@ class ProvisionEvent(BaseModel):
     model_config = _LENIENT
     source: Literal["lifeline"]
     detail_type: Literal["Lifeline Provision Request"] = Field(alias="detail-type")
+    account: AccountId
+    region: RegionName
     detail: ProvisionRequest
 
 
@@ -192,3 +202,36 @@ class ClusterStepInput(BaseModel):
     model_config = _STRICT
     cluster: ClusterView
 
+
+RbacObjectName = Annotated[str, StringConstraints(pattern=r"^(ClusterRole|ClusterRoleBinding)/[a-z0-9:._-]{1,253}$")]
+PrincipalArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+$")]
+
+
+class CreatedRbac(BaseModel):
+    """What one BootstrapRbac invocation made that was not there before it (``$.rbac.created``): exactly
+    what RollbackRbac may remove."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    objects: list[RbacObjectName] = Field(default_factory=list)
+    awsAuthCreated: bool = False
+    awsAuthPrincipals: list[PrincipalArn] = Field(default_factory=list)
+    accessEntries: list[PrincipalArn] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.objects or self.awsAuthCreated or self.awsAuthPrincipals or self.accessEntries)
+
+
+class StepFailure(BaseModel):
+    """A caught error as Step Functions passes it (``$.failure``)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    Error: str
+    Cause: str = ""
+
+
+class RollbackInput(BaseModel):
+    model_config = _STRICT
+    cluster: ClusterView
+    created: CreatedRbac
+    failure: StepFailure

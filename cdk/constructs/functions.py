@@ -1,4 +1,5 @@
-"""The workflow's Lambda functions: one role per concern, one log group each, code from the staged asset."""
+"""The workflow's Lambda functions: one role per concern, one log group each (encrypted with the stack's key),
+code from the staged asset."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cdk.settings import MAX_WAIT_LIMIT_SECONDS, LifelineSettings
+from cdk.settings import MAX_WAIT_LIMIT_SECONDS, LifelineSettings, SettingsError
 from lambdas import constants
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -33,7 +34,7 @@ class FunctionCode:
 
 
 class WorkflowFunctions(Construct):
-    """normalise_request, create_cluster, check_cluster, store_secret, bootstrap_rbac."""
+    """normalise_request, create_cluster, check_cluster, bootstrap_rbac, store_secret, rollback_rbac."""
 
     def __init__(
         self,
@@ -47,6 +48,8 @@ class WorkflowFunctions(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
+        self._log_key = secrets_key
+        self._placement: dict[str, object] | None = None
         self._code = lambda_.Code.from_asset(str(code.code_directory))
         self._layers = (
             [lambda_.LayerVersion(self, "Dependencies", code=lambda_.Code.from_asset(str(code.layer_directory)),
@@ -73,6 +76,8 @@ class WorkflowFunctions(Construct):
                 constants.ENV_POLL_INTERVAL_SECONDS: str(settings.poll_interval_seconds),
                 constants.ENV_MAX_WAIT_SECONDS: str(settings.max_wait_seconds),
                 constants.ENV_MAX_WAIT_LIMIT_SECONDS: str(MAX_WAIT_LIMIT_SECONDS),
+                constants.ENV_STACK_ACCOUNT: stack.account,
+                constants.ENV_STACK_REGION: stack.region,
             },
         )
 
@@ -120,7 +125,7 @@ class WorkflowFunctions(Construct):
         self.cluster_admin_role.add_to_policy(
             iam.PolicyStatement(
                 actions=["eks:CreateCluster", "eks:TagResource", "eks:CreateAccessEntry",
-                         "eks:DescribeAccessEntry", "eks:UpdateAccessEntry"],
+                         "eks:DescribeAccessEntry", "eks:UpdateAccessEntry", "eks:DeleteAccessEntry"],
                 resources=[self.cluster_arn_pattern, access_entry_arn_pattern],
             )
         )
@@ -135,31 +140,40 @@ class WorkflowFunctions(Construct):
         self.create_cluster = self._function(
             "create_cluster", role=self.cluster_admin_role, timeout_seconds=60
         )
+        rbac_environment = {
+            constants.ENV_BREAKGLASS_GROUP: settings.breakglass_group,
+            constants.ENV_BREAKGLASS_CLUSTER_ROLE: settings.breakglass_cluster_role,
+            constants.ENV_AGENT_GROUP: settings.agent_group,
+            constants.ENV_AGENT_PRINCIPAL_ARNS: json.dumps(list(settings.agent_principal_arns)),
+        }
         self.bootstrap_rbac = self._function(
-            "bootstrap_rbac",
-            role=self.cluster_admin_role,
-            timeout_seconds=120,
-            memory_size=512,
-            in_vpc=settings.in_vpc,
-            environment={
-                constants.ENV_BREAKGLASS_GROUP: settings.breakglass_group,
-                constants.ENV_BREAKGLASS_CLUSTER_ROLE: settings.breakglass_cluster_role,
-                constants.ENV_AGENT_GROUP: settings.agent_group,
-                constants.ENV_AGENT_PRINCIPAL_ARNS: json.dumps(list(settings.agent_principal_arns)),
-            },
+            "bootstrap_rbac", role=self.cluster_admin_role, timeout_seconds=120, memory_size=512,
+            in_vpc=settings.in_vpc, environment=rbac_environment,
+        )
+        # Undoes what BootstrapRbac created when StoreSecret, the step after it, fails.
+        self.rollback_rbac = self._function(
+            "rollback_rbac", role=self.cluster_admin_role, timeout_seconds=120, memory_size=512,
+            in_vpc=settings.in_vpc, environment=rbac_environment,
         )
 
     @property
     def all(self) -> list[lambda_.Function]:
-        return [self.normalise_request, self.create_cluster, self.check_cluster, self.store_secret,
-                self.bootstrap_rbac]
+        return [self.normalise_request, self.create_cluster, self.check_cluster, self.bootstrap_rbac,
+                self.store_secret, self.rollback_rbac]
 
     def _role(self, construct_id: str) -> iam.Role:
         return iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
 
     def _vpc_placement(self) -> dict[str, object]:
+        """The VPC, subnets and security groups of the functions that reach the clusters (made once)."""
+        if self._placement is None:
+            self._placement = self._import_vpc()
+        return self._placement
+
+    def _import_vpc(self) -> dict[str, object]:
         settings = self._settings
-        assert settings.vpc_id is not None
+        if settings.vpc_id is None:
+            raise SettingsError("VPC placement needs lifeline:vpcId")
         vpc = ec2.Vpc.from_vpc_attributes(
             self,
             "Vpc",
@@ -186,7 +200,7 @@ class WorkflowFunctions(Construct):
         construct_id = "".join(part.title() for part in name.split("_"))
         log_group = logs.LogGroup(
             self, f"{construct_id}Logs", retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=RemovalPolicy.DESTROY, encryption_key=self._log_key,
         )
         log_group.grant_write(role)
         placement = self._vpc_placement() if in_vpc else {}

@@ -1,4 +1,4 @@
-"""Storage: the customer managed KMS key that encrypts every `lifeline/<cluster>` secret."""
+"""Storage: the customer managed KMS key that encrypts every `lifeline/<cluster>` secret and the workflow's logs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Storage(Construct):
         self.key = kms.Key(
             self,
             "SecretsKey",
-            description="Encrypts the Lifeline cluster secrets (lifeline/<cluster>)",
+            description="Encrypts the Lifeline cluster secrets (lifeline/<cluster>) and the workflow's log groups",
             enable_key_rotation=True,
             pending_window=Duration.days(30),
             removal_policy=RemovalPolicy.RETAIN,
@@ -24,6 +24,23 @@ class Storage(Construct):
         self.secret_arn_pattern = stack.format_arn(
             service="secretsmanager", resource="secret", resource_name=f"{SECRET_PREFIX}*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsEncryptLifelineLogs",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+                         "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                            service="logs", resource="log-group", resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
         )
         if agent_principal_arns:
             self.key.add_to_resource_policy(

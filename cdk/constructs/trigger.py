@@ -16,6 +16,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -87,3 +88,16 @@ class Trigger(Construct):
             if create_trail
             else None
         )
+        if self.trail is not None:
+            _harden_trail_bucket(self.trail)
+
+
+def _harden_trail_bucket(trail: cloudtrail.Trail) -> None:
+    """The bucket the Trail construct makes for itself: no public access at all, and versioned."""
+    bucket = trail.node.find_child("S3").node.default_child
+    if not isinstance(bucket, s3.CfnBucket):
+        raise TypeError(f"{trail.node.path}: the trail's bucket is not an S3 bucket resource")
+    bucket.public_access_block_configuration = s3.CfnBucket.PublicAccessBlockConfigurationProperty(
+        block_public_acls=True, block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True
+    )
+    bucket.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(status="Enabled")

@@ -1,14 +1,19 @@
 """Workflow: the Standard state machine.
 
 ReceiveInput -> NormaliseRequest -> [CreateCluster] -> CheckCluster <-> WaitForCluster (bounded)
--> StoreSecret -> BootstrapRbac -> PublishReady -> Ready.  A cluster without ``outpostConfig`` ends in
+-> BootstrapRbac -> StoreSecret -> PublishReady -> Ready.  A cluster without ``outpostConfig`` ends in
 Skipped. Every Task retries transient errors with backoff and catches everything else into
 PublishFailure -> Failed, which carries the step's error name and cause.
+
+The secret is written last: it is what tells the agents that a cluster has offline access, so it exists
+only once the RBAC it relies on does. BootstrapRbac undoes its own partial work when it fails; when
+StoreSecret fails, RollbackRbac removes what BootstrapRbac created before the failure is published.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -58,13 +63,16 @@ class Workflow(Construct):
         check_cluster: lambda_.IFunction,
         store_secret: lambda_.IFunction,
         bootstrap_rbac: lambda_.IFunction,
+        rollback_rbac: lambda_.IFunction,
         timeout: Duration,
+        log_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         failure = self._failure_path()
 
         def step(construct_id: str, function: lambda_.IFunction, payload: dict[str, object] | None,
-                 result_path: str, input_path: str | None = None) -> tasks.LambdaInvoke:
+                 result_path: str, input_path: str | None = None,
+                 on_error: sfn.IChainable = failure) -> tasks.LambdaInvoke:
             task = tasks.LambdaInvoke(
                 self,
                 construct_id,
@@ -76,7 +84,7 @@ class Workflow(Construct):
                 result_path=result_path,
             )
             _retry(task, LAMBDA_TRANSIENT_ERRORS)
-            task.add_catch(failure, errors=[sfn.Errors.ALL], result_path="$.failure")
+            task.add_catch(on_error, errors=[sfn.Errors.ALL], result_path="$.failure")
             return task
 
         receive = sfn.Pass(
@@ -103,9 +111,23 @@ class Workflow(Construct):
             "$.check",
         )
         wait = sfn.Wait(self, "WaitForCluster", time=sfn.WaitTime.seconds_path("$.request.poll.intervalSeconds"))
-        store = step("StoreSecret", store_secret, {"cluster": sfn.JsonPath.object_at("$.check.cluster")}, "$.secret")
         bootstrap = step(
             "BootstrapRbac", bootstrap_rbac, {"cluster": sfn.JsonPath.object_at("$.check.cluster")}, "$.rbac"
+        )
+        # Success goes on to the failure path too: the execution still fails with StoreSecret's error.
+        rollback = step(
+            "RollbackRbac",
+            rollback_rbac,
+            {
+                "cluster": sfn.JsonPath.object_at("$.check.cluster"),
+                "created": sfn.JsonPath.object_at("$.rbac.created"),
+                "failure": sfn.JsonPath.object_at("$.failure"),
+            },
+            "$.rollback",
+        ).next(failure)
+        store = step(
+            "StoreSecret", store_secret, {"cluster": sfn.JsonPath.object_at("$.check.cluster")}, "$.secret",
+            on_error=rollback,
         )
         publish_ready = tasks.EventBridgePutEvents(
             self,
@@ -155,7 +177,7 @@ class Workflow(Construct):
         cluster_state = (
             sfn.Choice(self, "ClusterState")
             .when(sfn.Condition.string_equals("$.check.verdict", "READY"),
-                  store.next(bootstrap).next(publish_ready).next(ready))
+                  bootstrap.next(store).next(publish_ready).next(ready))
             .when(sfn.Condition.string_equals("$.check.verdict", "SKIP"), skipped)
             .otherwise(wait.next(check))
         )
@@ -168,7 +190,8 @@ class Workflow(Construct):
         check.next(cluster_state)
 
         self.log_group = logs.LogGroup(
-            self, "ExecutionLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.DESTROY
+            self, "ExecutionLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.DESTROY,
+            encryption_key=log_key,
         )
         self.state_machine = sfn.StateMachine(
             self,

@@ -3,6 +3,9 @@
 Authenticates with an EKS IAM token (``lifeline_agent.eks_token``), verifies TLS with the CA EKS returned,
 applies ``lifeline_agent.rbac.lifeline_objects`` and maps the agent principals: aws-auth for CONFIG_MAP
 clusters, access entries for clusters whose authentication mode includes the EKS API.
+
+All or nothing: what did not exist before is recorded (``created``, also the input of RollbackRbac) and
+removed again when a later part of the same invocation fails.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from lifeline_agent.eks_token import get_token
 from lambdas.aws import error_code, raise_transient
 from lambdas.config import WorkflowConfig
 from lambdas.errors import ClusterUnreachable, RbacBootstrapFailed
-from lambdas.models import ClusterView
+from lambdas.models import ClusterView, CreatedRbac
+from lambdas.rollback_rbac.logic import absent_objects, aws_auth_additions, rollback
 
 API_TIMEOUTS = (5.0, 15.0)  # connect, read (seconds)
 
@@ -33,10 +37,11 @@ class BootstrapResult:
     authMapping: str
     principals: int
     accessEntries: list[str] = field(default_factory=list)
+    created: CreatedRbac = field(default_factory=CreatedRbac)
 
     def as_dict(self) -> dict[str, Any]:
         return {"applied": self.applied, "authMapping": self.authMapping, "principals": self.principals,
-                "accessEntries": self.accessEntries}
+                "accessEntries": self.accessEntries, "created": self.created.model_dump(mode="json")}
 
 
 @contextlib.contextmanager
@@ -97,12 +102,17 @@ def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:
     return exc
 
 
-def map_with_access_entries(eks: Any, cluster: ClusterView, principals: tuple[str, ...], group: str) -> list[str]:
+def map_with_access_entries(
+    eks: Any, cluster: ClusterView, principals: tuple[str, ...], group: str, created: CreatedRbac | None = None
+) -> list[str]:
+    """Create (or update) each principal's access entry; the ones created are added to ``created``."""
     done = []
     for principal in principals:
         try:
             try:
                 eks.create_access_entry(clusterName=cluster.name, principalArn=principal, kubernetesGroups=[group])
+                if created is not None:
+                    created.accessEntries.append(principal)
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) != "ResourceInUseException":
                     raise
@@ -114,10 +124,12 @@ def map_with_access_entries(eks: Any, cluster: ClusterView, principals: tuple[st
     return done
 
 
+def _token(cluster: ClusterView, config: WorkflowConfig) -> str:
+    return str(get_token(cluster.id or cluster.name, endpoint_url=config.token_sts_endpoint_url).token)
+
+
 def bootstrap(cluster: ClusterView, *, config: WorkflowConfig, eks: Any, token: str | None = None) -> BootstrapResult:
-    token = token or get_token(
-        cluster.id or cluster.name, endpoint_url=config.token_sts_endpoint_url
-    ).token
+    token = token or _token(cluster, config)
     try:
         objects = rbac.lifeline_objects(
             config.breakglass_group,
@@ -128,16 +140,30 @@ def bootstrap(cluster: ClusterView, *, config: WorkflowConfig, eks: Any, token: 
         raise RbacBootstrapFailed(str(exc)) from None
     principals = config.agent_principal_arns
     uses_api = cluster.authenticationMode in ("API", "API_AND_CONFIG_MAP")
-    try:
-        with api_client_for(cluster, token) as api_client:
+    created = CreatedRbac()
+    entries: list[str] = []
+    with api_client_for(cluster, token) as api_client:
+        try:
+            created.objects = absent_objects(api_client, objects)
             applied = rbac.apply_objects(api_client, objects)
             if principals and not uses_api:
+                created.awsAuthCreated, created.awsAuthPrincipals = aws_auth_additions(api_client, principals)
                 rbac.apply_aws_auth(api_client, list(principals), config.agent_group)
-    except Exception as exc:
-        raise _api_failure(exc, cluster) from None
-    if not principals:
-        return BootstrapResult(applied, "none", 0)
-    if uses_api:
-        entries = map_with_access_entries(eks, cluster, principals, config.agent_group)
-        return BootstrapResult(applied, "access-entries", len(principals), entries)
-    return BootstrapResult(applied, "aws-auth", len(principals))
+            if principals and uses_api:
+                entries = map_with_access_entries(eks, cluster, principals, config.agent_group, created)
+        except Exception as exc:
+            failure = _api_failure(exc, cluster)
+            if not created.empty:
+                rollback(api_client, eks, cluster, created, because=f"{type(failure).__name__}: {failure}")
+            raise failure from None
+    mapping = "none" if not principals else "access-entries" if uses_api else "aws-auth"
+    return BootstrapResult(applied, mapping, len(principals), entries, created)
+
+
+def undo(cluster: ClusterView, created: CreatedRbac, *, config: WorkflowConfig, eks: Any, because: str,
+         token: str | None = None) -> list[str]:
+    """RollbackRbac: remove what a BootstrapRbac invocation created (``created``), after a later step failed."""
+    if created.empty:
+        return []
+    with api_client_for(cluster, token or _token(cluster, config)) as api_client:
+        return rollback(api_client, eks, cluster, created, because=because)

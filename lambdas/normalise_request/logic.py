@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lambdas import constants
 from lambdas.config import WorkflowConfig
-from lambdas.errors import InvalidRequest, OutpostNotAllowed
+from lambdas.errors import EventOriginMismatch, InvalidRequest, OutpostNotAllowed, WorkflowMisconfigured
 from lambdas.models import (
     CloudTrailEvent,
     NormalisedRequest,
@@ -52,6 +52,9 @@ def _from_event(event: dict[str, Any], *, config: WorkflowConfig, now: dt.dateti
     detail_type = event.get("detail-type")
     if detail_type == constants.CLOUDTRAIL_DETAIL_TYPE:
         cloudtrail = CloudTrailEvent.model_validate(event)
+        detail = cloudtrail.detail
+        check_origin(config, account=cloudtrail.account, region=cloudtrail.region)
+        check_origin(config, account=detail.recipientAccountId, region=detail.awsRegion, where="detail.")
         parameters = cloudtrail.detail.requestParameters
         outposts = _allowed_outposts(parameters.outpostConfig, config)
         return NormalisedRequest(
@@ -64,8 +67,22 @@ def _from_event(event: dict[str, Any], *, config: WorkflowConfig, now: dt.dateti
         )
     if detail_type == constants.PROVISION_REQUEST_DETAIL_TYPE:
         provision = ProvisionEvent.model_validate(event)
+        check_origin(config, account=provision.account, region=provision.region)
         return _provision(provision.detail, trigger="provision-event", config=config, now=now)
     raise InvalidRequest("detail-type: not a CloudTrail CreateCluster event nor a Lifeline Provision Request")
+
+
+def check_origin(config: WorkflowConfig, *, account: str | None, region: str | None, where: str = "") -> None:
+    """An event about another account or Region would act on this account's cluster of that name: refused."""
+    if config.stack_account is None or config.stack_region is None:
+        raise WorkflowMisconfigured("the stack's account and Region are not set (LIFELINE_STACK_ACCOUNT, "
+                                    "LIFELINE_STACK_REGION): events cannot be checked")
+    if account is not None and account != config.stack_account:
+        raise EventOriginMismatch(f"{where}account: the event is from account {account}, "
+                                  f"not this stack's ({config.stack_account})")
+    if region is not None and region != config.stack_region:
+        raise EventOriginMismatch(f"{where}region: the event is from Region {region}, "
+                                  f"not this stack's ({config.stack_region})")
 
 
 def _provision(
@@ -108,14 +125,16 @@ def client_request_token(request: ProvisionRequest) -> str:
     """Stable for the same request, so that a rerun's CreateCluster is the same idempotent call."""
     if request.clientRequestToken:
         return request.clientRequestToken
-    assert request.outpostConfig is not None
+    if request.outpostConfig is None:
+        raise InvalidRequest("creating a cluster needs outpostConfig")
     seed = json.dumps([request.cluster_name, request.roleArn, request.outpostConfig.outpostArns], sort_keys=True)
     return "lifeline-" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:40]
 
 
 def create_cluster_parameters(request: ProvisionRequest) -> dict[str, object]:
     """The EKS CreateCluster parameters (boto3 names) for a provisioning request."""
-    assert request.resourcesVpcConfig is not None and request.outpostConfig is not None
+    if request.resourcesVpcConfig is None or request.outpostConfig is None:
+        raise InvalidRequest("creating a cluster needs resourcesVpcConfig and outpostConfig")
     parameters: dict[str, object] = {
         "name": request.cluster_name,
         "roleArn": request.roleArn,

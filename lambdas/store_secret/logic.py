@@ -15,10 +15,19 @@ from lifeline_agent.contract import ClusterSecret, ContractError
 
 from lambdas import constants
 from lambdas.aws import error_code, raise_transient
-from lambdas.errors import InvalidClusterData
+from lambdas.errors import InvalidClusterData, SecretWriteFailed
 from lambdas.models import ClusterView
 
 VOLATILE_FIELDS = frozenset({"updatedAt"})
+# Every action that changes what the agents read, or who may read or change it.
+WRITER_ONLY_ACTIONS = (
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:PutResourcePolicy",
+    "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:RotateSecret",
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,8 @@ def _current(secrets: Any, name: str) -> tuple[ClusterSecret | None, dict[str, A
 
 
 def reader_policy(readers: tuple[str, ...], writer: str) -> dict[str, Any]:
-    """The secret's resource policy: the agents may read it; every other principal but the writer is denied."""
+    """The secret's resource policy: the agents may read it, every other principal but the writer is denied
+    reading it, and only the writer may change its value or this policy (recovery: docs/cloud.md)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -82,6 +92,14 @@ def reader_policy(readers: tuple[str, ...], writer: str) -> dict[str, Any]:
                 "Action": "secretsmanager:GetSecretValue",
                 "Resource": "*",
                 "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [*readers, writer]}},
+            },
+            {
+                "Sid": "OnlyTheWorkflowWrites",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": list(WRITER_ONLY_ACTIONS),
+                "Resource": "*",
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": writer}},
             },
         ],
     }
@@ -104,8 +122,15 @@ def store_secret(
             secrets.put_resource_policy(SecretId=stored.secretName, ResourcePolicy=policy, BlockPublicPolicy=True)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise_transient(exc, f"resource policy of {stored.secretName}")
-            raise
+            raise _refused(exc, f"resource policy of {stored.secretName}") from None
     return stored
+
+
+def _refused(exc: Exception, what: str) -> SecretWriteFailed:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
+        return SecretWriteFailed(f"{what}: {error_code(exc)}: {message}")
+    return SecretWriteFailed(f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _write(secrets: Any, secret: ClusterSecret, *, kms_key_id: str | None) -> StoredSecret:
@@ -134,4 +159,4 @@ def _write(secrets: Any, secret: ClusterSecret, *, kms_key_id: str | None) -> St
         return StoredSecret(name, put["ARN"], put.get("VersionId", ""), True, secret.ca_sha256)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise_transient(exc, f"writing secret {name}")
-        raise
+        raise _refused(exc, f"writing secret {name}") from None

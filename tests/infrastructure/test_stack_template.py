@@ -17,6 +17,7 @@ HANDLERS = {
     "lambdas.check_cluster.handler.handler",
     "lambdas.store_secret.handler.handler",
     "lambdas.bootstrap_rbac.handler.handler",
+    "lambdas.rollback_rbac.handler.handler",
 }
 # "*" as a resource only where the service has no resource-level permissions for the action.
 WILDCARD_RESOURCE_ACTIONS = {
@@ -126,14 +127,14 @@ def test_state_machine_definition_has_the_workflow_states(synthesized: Synthesiz
     definition = json.loads(text.replace('"0"', '"x"'))
     states = definition["States"]
     assert {"NormaliseRequest", "CreateCluster", "CheckCluster", "WaitForCluster", "StoreSecret", "BootstrapRbac",
-            "PublishReady", "PublishFailure", "Skipped", "Failed"} <= set(states)
+            "RollbackRbac", "PublishReady", "PublishFailure", "Skipped", "Failed"} <= set(states)
     assert states["WaitForCluster"]["SecondsPath"] == "$.request.poll.intervalSeconds"
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
     for name, task in tasks.items():
         assert task["Retry"], name
         for retry in task["Retry"]:
             assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 2, name
-        if name != "PublishFailure":
+        if name not in ("PublishFailure", "StoreSecret"):
             assert task["Catch"][0]["Next"] == "PublishFailure", name
     entries = states["PublishReady"]["Parameters"]["Entries"]
     assert entries[0]["DetailType"] == constants.READY_DETAIL_TYPE
@@ -257,7 +258,9 @@ def test_alarm_topic_and_vpc_placement_in_the_full_variant(synthesized_full: Syn
     for alarm in synthesized_full.resources("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == ["arn:aws:sns:us-west-2:123456789012:ops-alarms"]
     in_vpc = [f for f in synthesized_full.resources("AWS::Lambda::Function").values() if "VpcConfig" in f["Properties"]]
-    assert [f["Properties"]["Handler"] for f in in_vpc] == ["lambdas.bootstrap_rbac.handler.handler"]
+    assert sorted(f["Properties"]["Handler"] for f in in_vpc) == [
+        "lambdas.bootstrap_rbac.handler.handler", "lambdas.rollback_rbac.handler.handler"
+    ]
     assert in_vpc[0]["Properties"]["VpcConfig"]["SubnetIds"] == ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
     assert synthesized_full.resources("AWS::CloudTrail::Trail")
 
@@ -291,7 +294,7 @@ EXPECTED_ROLE_ACTIONS = {
     },
     "ClusterAdminRole": LOGS | XRAY | {
         "eks:CreateCluster", "eks:TagResource", "eks:CreateAccessEntry", "eks:DescribeAccessEntry",
-        "eks:UpdateAccessEntry", "iam:PassRole",
+        "eks:UpdateAccessEntry", "eks:DeleteAccessEntry", "iam:PassRole",
     },
     "StateMachineRole": XRAY | {
         "lambda:InvokeFunction", "events:PutEvents", "xray:GetSamplingRules", "xray:GetSamplingTargets",

@@ -188,9 +188,12 @@ def assert_offline_access_ready(lab: Any, deployed: DeployedStack, cluster: str)
     tags = {t["Key"]: t["Value"] for t in described["Tags"]}
     assert tags[constants.TAG_CLUSTER] == cluster
     policy = json.loads(secrets.get_resource_policy(SecretId=name)["ResourcePolicy"])
-    allow, deny = policy["Statement"]
+    allow, deny, writes = policy["Statement"]
     assert allow["Principal"] == {"AWS": [lab.agent_principal.arn]} and deny["Effect"] == "Deny"
     assert lab.agent_principal.arn in deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    assert writes["Effect"] == "Deny" and "secretsmanager:PutSecretValue" in writes["Action"]
+    writer = writes["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    assert writer in deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] and writer != lab.agent_principal.arn
     with lab.kubernetes_api_client(cluster) as api_client:
         rbac = client.RbacAuthorizationV1Api(api_client)
         breakglass = rbac.read_cluster_role_binding(BREAKGLASS_BINDING)

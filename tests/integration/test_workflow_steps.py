@@ -13,7 +13,7 @@ from lifeline_agent.contract import ClusterSecret
 from lifeline_agent.eks_token import get_token
 
 from lambdas import constants
-from lambdas.bootstrap_rbac.logic import bootstrap
+from lambdas.bootstrap_rbac.logic import bootstrap, undo
 from lambdas.config import WorkflowConfig
 from lambdas.errors import ClusterUnreachable, InvalidClusterData, RbacBootstrapFailed
 from lambdas.models import ClusterView
@@ -127,6 +127,85 @@ def test_bootstrap_of_an_unreachable_endpoint_is_retryable(lab: Any, unique_name
     with pytest.raises(ClusterUnreachable):
         bootstrap(closed, config=_config(lab), eks=lab.client("eks"),
                   token=_token(lab, info.id, lab.creator.boto3_session()))
+
+
+class RefusingAccessEntries:
+    """moto has no EKS access entries: this stand-in refuses them, as EKS does for a principal it rejects."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def create_access_entry(self, **kwargs: Any) -> None:
+        import botocore.exceptions
+
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "InvalidParameterException", "Message": "principal refused"},
+             "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateAccessEntry")
+
+    def delete_access_entry(self, **kwargs: Any) -> None:
+        self.deleted.append(kwargs["principalArn"])
+
+
+def _lifeline_objects(lab: Any, cluster: str) -> list[str]:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    present = []
+    with lab.kubernetes_api_client(cluster) as api_client:
+        rbac_api = client.RbacAuthorizationV1Api(api_client)
+        for kind, read, name in (("ClusterRoleBinding", rbac_api.read_cluster_role_binding, "lifeline-breakglass"),
+                                 ("ClusterRole", rbac_api.read_cluster_role, "lifeline-csr-requester"),
+                                 ("ClusterRoleBinding", rbac_api.read_cluster_role_binding, "lifeline-csr-requester")):
+            try:
+                read(name)
+                present.append(f"{kind}/{name}")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        try:
+            client.CoreV1Api(api_client).read_namespaced_config_map("aws-auth", "kube-system")
+            present.append("ConfigMap/kube-system/aws-auth")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    return present
+
+
+def test_a_bootstrap_that_fails_part_way_removes_the_objects_it_created(lab: Any, unique_name: str) -> None:
+    info = lab.create_local_cluster(unique_name)
+    api_mode = view_of(lab, unique_name, authenticationMode="API_AND_CONFIG_MAP")
+    with pytest.raises(RbacBootstrapFailed, match="principal refused"):
+        bootstrap(api_mode, config=_config(lab), eks=RefusingAccessEntries(),
+                  token=_token(lab, info.id, lab.creator.boto3_session()))
+    assert _lifeline_objects(lab, unique_name) == []
+
+
+def test_a_failing_rerun_keeps_what_an_earlier_run_made(lab: Any, unique_name: str) -> None:
+    info = lab.create_local_cluster(unique_name)
+    token = _token(lab, info.id, lab.creator.boto3_session())
+    bootstrap(view_of(lab, unique_name), config=_config(lab), eks=lab.client("eks"), token=token)
+    before = _lifeline_objects(lab, unique_name)
+    assert len(before) == 4
+    with pytest.raises(RbacBootstrapFailed):
+        bootstrap(view_of(lab, unique_name, authenticationMode="API_AND_CONFIG_MAP"), config=_config(lab),
+                  eks=RefusingAccessEntries(), token=token)
+    assert _lifeline_objects(lab, unique_name) == before
+
+
+def test_undo_removes_everything_a_bootstrap_created_and_only_that(lab: Any, unique_name: str) -> None:
+    info = lab.create_local_cluster(unique_name)
+    token = _token(lab, info.id, lab.creator.boto3_session())
+    result = bootstrap(view_of(lab, unique_name), config=_config(lab), eks=lab.client("eks"), token=token)
+    assert result.created.awsAuthCreated and len(result.created.objects) == 3
+    again = bootstrap(view_of(lab, unique_name), config=_config(lab), eks=lab.client("eks"), token=token)
+    assert again.created.empty  # a rerun creates nothing, so undoing it removes nothing
+    assert undo(view_of(lab, unique_name), again.created, config=_config(lab), eks=lab.client("eks"),
+                because="test", token=token) == []
+    assert len(_lifeline_objects(lab, unique_name)) == 4
+    removed = undo(view_of(lab, unique_name), result.created, config=_config(lab), eks=lab.client("eks"),
+                   because="test", token=token)
+    assert set(removed) == {"ConfigMap/kube-system/aws-auth", *result.created.objects}
+    assert _lifeline_objects(lab, unique_name) == []
 
 
 def test_handlers_log_names_and_fingerprints_but_no_certificate_key_or_token(

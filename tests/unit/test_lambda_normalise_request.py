@@ -9,23 +9,28 @@ import pytest
 
 from lambdas import constants
 from lambdas.config import WorkflowConfig
-from lambdas.errors import InvalidRequest, OutpostNotAllowed
+from lambdas.errors import EventOriginMismatch, InvalidRequest, OutpostNotAllowed, WorkflowMisconfigured
 from lambdas.normalise_request.logic import MAX_INPUT_BYTES, normalise
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 OUTPOST = "arn:aws:outposts:us-west-2:123456789012:outpost/op-0abcdef1234567890"
 FOREIGN_OUTPOST = "arn:aws:outposts:us-west-2:123456789012:outpost/op-0123456789abcdef0"
 ROLE = "arn:aws:iam::123456789012:role/eks-local"
+ACCOUNT = "123456789012"
+REGION = "us-west-2"
+ORIGIN = {"stack_account": ACCOUNT, "stack_region": REGION}
 CONFIG = WorkflowConfig(allowed_outpost_arns=(OUTPOST,), poll_interval_seconds=30, max_wait_seconds=600,
-                        max_wait_limit_seconds=3600)
+                        max_wait_limit_seconds=3600, **ORIGIN)
 
 
-def cloudtrail(parameters: dict[str, Any]) -> dict[str, Any]:
+def cloudtrail(parameters: dict[str, Any], **detail: Any) -> dict[str, Any]:
     return {
         "detail-type": "AWS API Call via CloudTrail",
         "source": "aws.eks",
-        "detail": {"eventSource": "eks.amazonaws.com", "eventName": "CreateCluster",
-                   "requestParameters": parameters, "userIdentity": {"arn": ROLE}},
+        "account": ACCOUNT,
+        "region": REGION,
+        "detail": {"eventSource": "eks.amazonaws.com", "eventName": "CreateCluster", "requestParameters": parameters,
+                   "userIdentity": {"arn": ROLE}, "recipientAccountId": ACCOUNT, "awsRegion": REGION, **detail},
     }
 
 
@@ -56,8 +61,8 @@ def test_cloudtrail_event_without_outpost_config_is_accepted_for_check_cluster_t
 
 
 def test_provision_request_event_makes_idempotent_create_cluster_parameters() -> None:
-    event = {"detail-type": constants.PROVISION_REQUEST_DETAIL_TYPE, "source": "lifeline",
-             "detail": provision(version="1.31", tags={"team": "edge"})}
+    event = {"detail-type": constants.PROVISION_REQUEST_DETAIL_TYPE, "source": "lifeline", "account": ACCOUNT,
+             "region": REGION, "detail": provision(version="1.31", tags={"team": "edge"})}
     first = normalise(event, config=CONFIG, now=NOW)
     again = normalise(event, config=CONFIG, now=NOW + dt.timedelta(hours=1))
     assert first.trigger == "provision-event" and first.create
@@ -99,7 +104,10 @@ def test_register_existing_cluster_without_create() -> None:
         (provision(outpostConfig={"outpostArns": ["arn:aws:outposts:us-west-2:1:outpost/op-1"]}), "outpostArns"),
         ({k: v for k, v in provision().items() if k != "roleArn"}, "roleArn"),
         (cloudtrail({"outpostConfig": {"outpostArns": [OUTPOST]}}), "cluster name is missing"),
-        ({"detail-type": "Lifeline Provision Request", "source": "aws.eks", "detail": provision()}, "source"),
+        ({"detail-type": "Lifeline Provision Request", "source": "aws.eks", "account": ACCOUNT, "region": REGION,
+          "detail": provision()}, "source"),
+        ({k: v for k, v in cloudtrail({"name": "edge-1"}).items() if k != "account"}, "account"),
+        ({**cloudtrail({"name": "edge-1"}), "region": "nowhere"}, "region"),
         ({"padding": "x" * MAX_INPUT_BYTES}, "bytes"),
         ("edge-1", "JSON object"),
     ],
@@ -130,4 +138,39 @@ def test_outposts_outside_the_allowed_list_are_refused(event: dict[str, Any]) ->
 
 def test_every_outpost_is_allowed_when_no_list_is_configured() -> None:
     event = cloudtrail({"name": "edge-1", "outpostConfig": {"outpostArns": [FOREIGN_OUTPOST]}})
-    assert normalise(event, config=WorkflowConfig(), now=NOW).requestedOutpostArns == [FOREIGN_OUTPOST]
+    assert normalise(event, config=WorkflowConfig(**ORIGIN), now=NOW).requestedOutpostArns == [FOREIGN_OUTPOST]
+
+
+def _provision_event(**envelope: Any) -> dict[str, Any]:
+    return {"detail-type": constants.PROVISION_REQUEST_DETAIL_TYPE, "source": "lifeline", "account": ACCOUNT,
+            "region": REGION, "detail": provision(), **envelope}
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({**cloudtrail({"name": "edge-1"}), "account": "210987654321"}, "^account: .*210987654321"),
+        ({**cloudtrail({"name": "edge-1"}), "region": "eu-west-1"}, "^region: .*eu-west-1"),
+        (cloudtrail({"name": "edge-1"}, recipientAccountId="210987654321"), "^detail.account: .*210987654321"),
+        (cloudtrail({"name": "edge-1"}, awsRegion="eu-west-1"), "^detail.region: .*eu-west-1"),
+        (_provision_event(account="210987654321"), "^account: "),
+        (_provision_event(region="eu-west-1"), "^region: "),
+    ],
+)
+def test_events_from_another_account_or_region_are_refused_by_name(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(EventOriginMismatch, match=message):
+        normalise(event, config=CONFIG, now=NOW)
+
+
+def test_the_same_event_from_this_account_and_region_is_accepted() -> None:
+    assert normalise(cloudtrail({"name": "edge-1"}), config=CONFIG, now=NOW).clusterName == "edge-1"
+    assert normalise(_provision_event(), config=CONFIG, now=NOW).clusterName == "edge-1"
+
+
+def test_events_are_refused_when_the_stack_did_not_say_its_account_and_region() -> None:
+    with pytest.raises(WorkflowMisconfigured, match="LIFELINE_STACK_ACCOUNT"):
+        normalise(cloudtrail({"name": "edge-1"}), config=WorkflowConfig(), now=NOW)
+
+
+def test_direct_requests_carry_no_origin_and_need_none() -> None:
+    assert normalise({"name": "edge-1", "create": False}, config=WorkflowConfig(), now=NOW).trigger == "direct"
