@@ -188,7 +188,8 @@ def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
     for name in names:
         agent = ClusterAgent(config, name, link)
         agent.step()
-        rows.append(_row(agent.health().__dict__ | {"state": agent.state.value, "link": _link_text(link.last)}))
+        rows.append(_row(agent.health().__dict__ | {"state": agent.state.value,
+                                                    "link": _link_text(agent.link.last)}))  # fmt: skip
     _print_table(rows)
     return _state_exit_code([row["state"] if not row["error"] or row["state"] in ("needs-link", "revoked")
                              else "failed" for row in rows])  # fmt: skip

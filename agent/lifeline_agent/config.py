@@ -29,10 +29,20 @@ Example (every key but ``clusters`` has a default)::
     [cluster.edge-1]                       # optional per-cluster settings
     endpoint_ips = ["10.0.0.10", "10.0.0.11"]
     bootstrap_kubeconfig = "/etc/lifeline/edge-1-bootstrap.kubeconfig"
+
+    [cluster.lab-1]                        # Region-less: no secret, no EKS, no STS, no link probe
+    endpoint = "https://10.0.0.20:443"     # default: the bootstrap kubeconfig's server
+    certificate_authority = "/etc/lifeline/lab-1-ca.crt"   # or certificate_authority_data = "<PEM>";
+                                           # default: the bootstrap kubeconfig's CA
+    breakglass_group = "lifeline:breakglass"                # optional
+    bootstrap_kubeconfig = "/etc/lifeline/lab-1-bootstrap.kubeconfig"  # required: the bootstrap credential
+    # regionless = true                    # with neither endpoint nor CA: both from the bootstrap kubeconfig
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import grp
 import ipaddress
 import math
@@ -42,8 +52,16 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from lifeline_agent.contract import CLUSTER_NAME_PATTERN, DEFAULT_BREAKGLASS_GROUP, GROUP_PATTERN
+from lifeline_agent.contract import (
+    CLUSTER_NAME_PATTERN,
+    DEFAULT_BREAKGLASS_GROUP,
+    GROUP_PATTERN,
+    ContractError,
+    decode_ca,
+    validate_endpoint,
+)
 from lifeline_agent.permissions import UnsafePathError, check_credential_file, check_trusted
 
 DEFAULT_CONFIG_PATH = Path("/etc/lifeline/agent.toml")
@@ -64,9 +82,27 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ClusterSettings:
+    """One cluster's settings. With ``endpoint`` set it is Region-less (:mod:`lifeline_agent.regionless`):
+    the endpoint and CA come from the configuration, and the bootstrap kubeconfig's credential makes the
+    first certificate (and a new one after an expiry)."""
+
     name: str
     endpoint_ips: tuple[str, ...] = ()
     bootstrap_kubeconfig: Path | None = None
+    endpoint: str | None = None
+    ca_pem: bytes | None = None
+    breakglass_group: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint is not None and (self.ca_pem is None or self.bootstrap_kubeconfig is None):
+            raise ValueError(f"cluster {self.name}: a Region-less cluster needs its CA and a bootstrap kubeconfig")
+        if self.endpoint is None and (self.ca_pem is not None or self.breakglass_group is not None):
+            raise ValueError(f"cluster {self.name}: a CA or break-glass group is configured only with an endpoint")
+
+    @property
+    def regionless(self) -> bool:
+        """True when the configuration, not the Region's secret, says where the API server is and its CA."""
+        return self.endpoint is not None
 
 
 @dataclass(frozen=True)
@@ -115,6 +151,11 @@ class AgentConfig:
     def group_for(self, secret_group: str | None) -> str:
         """The break-glass group certificates carry: configured, else the secret's, else the default."""
         return self.breakglass_group or secret_group or DEFAULT_BREAKGLASS_GROUP
+
+    @property
+    def needs_region(self) -> bool:
+        """False when every cluster is Region-less: then nothing asks the Region, nor probes the link."""
+        return self.all_clusters or any(not settings.regionless for settings in self.clusters)
 
     @property
     def user_name(self) -> str:
@@ -281,8 +322,115 @@ def _cluster_settings(reader: _Reader, name: str) -> ClusterSettings:
             check_credential_file(bootstrap)
         except UnsafePathError as exc:
             raise reader.error("bootstrap_kubeconfig", f"refused: {exc}") from None
+    endpoint, ca_pem, group, pinned = _regionless_settings(reader, bootstrap)
     reader.finish()
-    return ClusterSettings(name=name, endpoint_ips=tuple(ips), bootstrap_kubeconfig=bootstrap)
+    return ClusterSettings(name=name, endpoint_ips=tuple(dict.fromkeys([*ips, *pinned])),
+                           bootstrap_kubeconfig=bootstrap, endpoint=endpoint, ca_pem=ca_pem,
+                           breakglass_group=group)  # fmt: skip
+
+
+_REGIONLESS_KEYS = ("endpoint", "certificate_authority", "certificate_authority_data")
+
+
+def _regionless_settings(reader: _Reader, bootstrap: Path | None) -> tuple[str | None, bytes | None, str | None,
+                                                                          list[str]]:  # fmt: skip
+    """``(endpoint, CA PEM, break-glass group, addresses to pin)`` of a Region-less cluster; all empty for a
+    Region cluster. The endpoint and CA not given come from the bootstrap kubeconfig's cluster entry."""
+    given = [key for key in _REGIONLESS_KEYS if key in reader.table]
+    regionless = reader.take("regionless", bool)
+    if regionless is False and given:
+        raise reader.error("regionless", f"false, but {', '.join(given)} make the cluster Region-less")
+    if not given and not regionless:
+        if "breakglass_group" in reader.table:
+            raise reader.error("breakglass_group", "only for a Region-less cluster (endpoint, certificate_authority "
+                               "or regionless = true); a Region cluster's group is in its secret, or set the "
+                               "top-level breakglass_group")  # fmt: skip
+        return None, None, None, []
+    if bootstrap is None:
+        raise reader.error("bootstrap_kubeconfig", "required for a Region-less cluster (endpoint, "
+                           "certificate_authority or regionless = true): its credential makes the first "
+                           "certificate")  # fmt: skip
+    endpoint = reader.take("endpoint", str)
+    if endpoint is not None:
+        endpoint = _endpoint(reader, "endpoint", endpoint)
+    ca_pem = _certificate_authority(reader)
+    group = reader.take("breakglass_group", str)
+    if group is not None and (not GROUP_PATTERN.fullmatch(group) or group.startswith("system:")):
+        raise reader.error("breakglass_group", f"{group!r} is not an allowed group name (and not system:*)")
+    pinned: list[str] = []
+    if endpoint is None or ca_pem is None:
+        server, kubeconfig_ca, pinned = _from_bootstrap_kubeconfig(reader, bootstrap)
+        endpoint = endpoint or server
+        if ca_pem is None:
+            ca_pem = _validated_ca(reader, "bootstrap_kubeconfig", kubeconfig_ca, "its cluster's CA: ")
+        if endpoint != server:
+            pinned = []
+    return endpoint, ca_pem, group, pinned
+
+
+def _endpoint(reader: _Reader, key: str, value: str, what: str = "") -> str:
+    try:
+        return validate_endpoint(value)
+    except ContractError as exc:
+        raise reader.error(key, what + str(exc).removeprefix("endpoint: ")) from None
+
+
+def _validated_ca(reader: _Reader, key: str, pem: bytes, what: str = "") -> bytes:
+    """``pem`` if it is exactly one CA:TRUE certificate (the rules of ``contract.decode_ca``)."""
+    try:
+        return decode_ca(base64.b64encode(pem).decode("ascii"))
+    except ContractError as exc:
+        raise reader.error(key, what + str(exc).removeprefix("certificateAuthorityData: ")) from None
+
+
+def _certificate_authority(reader: _Reader) -> bytes | None:
+    path = _absolute_path(reader, "certificate_authority", None)
+    data = reader.take("certificate_authority_data", str)
+    if path is not None and data is not None:
+        raise reader.error("certificate_authority_data", "give certificate_authority or "
+                           "certificate_authority_data, not both")  # fmt: skip
+    if data is not None:
+        if "-----BEGIN" in data:
+            return _validated_ca(reader, "certificate_authority_data", data.encode("ascii", "replace"))
+        try:  # the base64 of a kubeconfig's certificate-authority-data
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise reader.error("certificate_authority_data", "neither a PEM certificate nor base64 of one") from None
+        return _validated_ca(reader, "certificate_authority_data", decoded)
+    if path is None:
+        return None
+    try:  # the CA decides whom the agent trusts: nobody else may change the file
+        check_trusted(path)
+        pem = path.read_bytes()
+    except UnsafePathError as exc:
+        raise reader.error("certificate_authority", f"refused: {exc}") from None
+    except OSError as exc:
+        raise reader.error("certificate_authority", f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return _validated_ca(reader, "certificate_authority", pem, f"{path}: ")
+
+
+def _from_bootstrap_kubeconfig(reader: _Reader, path: Path) -> tuple[str, bytes, list[str]]:
+    """The server, CA and (for a server given as an IP with ``tls-server-name``) the address to pin."""
+    from lifeline_agent.kube import from_kubeconfig
+    from lifeline_agent.kubeconfig import load_kubeconfig
+
+    key = "bootstrap_kubeconfig"
+    try:
+        target, _ = from_kubeconfig(load_kubeconfig(path.read_bytes()), path.parent)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise reader.error(key, f"{path}: no usable cluster entry to take the endpoint and CA from ({exc})") from None
+    server = _endpoint(reader, key, target.server, f"{path}: its cluster's server: ")
+    if target.tls_server_name is None:
+        return server, target.ca_pem, []
+    parts = urlsplit(server)
+    try:
+        ip = str(ipaddress.ip_address(parts.hostname or ""))
+    except ValueError:
+        raise reader.error(key, f"{path}: tls-server-name with a server that is not an IP address; "
+                           "set endpoint = instead") from None  # fmt: skip
+    endpoint = _endpoint(reader, key, f"https://{target.tls_server_name}:{parts.port or 443}",
+                         f"{path}: its tls-server-name: ")  # fmt: skip
+    return endpoint, target.ca_pem, [ip]
 
 
 def _timing(source: Path, table: dict[str, Any]) -> Timing:

@@ -54,7 +54,11 @@ def ca_sha256(certificate_authority_data: str) -> str:
 
 
 def decode_ca(certificate_authority_data: str) -> bytes:
-    """The CA PEM from EKS's ``certificateAuthority.data`` (base64 of the PEM); checks it parses."""
+    """The CA PEM from EKS's ``certificateAuthority.data`` (base64 of the PEM).
+
+    Exactly one parseable certificate with ``BasicConstraints CA:TRUE``: kubectl trusts every
+    certificate of the field, so a second one would let its holder impersonate the API server.
+    """
     try:
         pem = base64.b64decode(certificate_authority_data, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -63,8 +67,18 @@ def decode_ca(certificate_authority_data: str) -> bytes:
         certificates = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
         raise ContractError("certificateAuthorityData: not a PEM certificate") from exc
-    if not certificates:
-        raise ContractError("certificateAuthorityData: no certificate")
+    if len(certificates) != 1 or pem.count(b"-----BEGIN") != 1:
+        raise ContractError(f"certificateAuthorityData: {pem.count(b'-----BEGIN')} PEM blocks; "
+                            "expected exactly one certificate (the cluster CA)")  # fmt: skip
+    try:
+        constraints = certificates[0].extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise ContractError("certificateAuthorityData: the certificate has no BasicConstraints; "
+                            "it is not a CA") from None  # fmt: skip
+    except ValueError as exc:
+        raise ContractError(f"certificateAuthorityData: unreadable extensions ({exc})") from None
+    if not constraints.ca:
+        raise ContractError("certificateAuthorityData: the certificate is not a CA (BasicConstraints CA:FALSE)")
     return pem
 
 
@@ -79,9 +93,17 @@ def _require(data: dict[str, Any], key: str, kind: type, *, optional: bool = Fal
     return value
 
 
-def _validate_endpoint(endpoint: str) -> str:
-    parts = urlsplit(endpoint)
-    if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+def validate_endpoint(endpoint: str) -> str:
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError as exc:
+        raise ContractError(f"endpoint: {endpoint!r} is not a URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise ContractError(f"endpoint: {endpoint!r} carries user information (user:password@); not allowed")
+    if "?" in endpoint or "#" in endpoint:
+        raise ContractError(f"endpoint: {endpoint!r} has a query or fragment; expected https://host[:port]")
+    if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/") or port == 0:
         raise ContractError(f"endpoint: {endpoint!r} is not an https://host[:port] URL")
     return endpoint.rstrip("/")
 
@@ -104,7 +126,7 @@ class ClusterSecret:
 
     def __post_init__(self) -> None:
         validate_cluster_name(self.cluster_name)
-        object.__setattr__(self, "endpoint", _validate_endpoint(self.endpoint))
+        object.__setattr__(self, "endpoint", validate_endpoint(self.endpoint))
         digest = ca_sha256(self.certificate_authority_data)
         if self.ca_sha256 and self.ca_sha256 != digest:
             raise ContractError("caSha256: does not match certificateAuthorityData")

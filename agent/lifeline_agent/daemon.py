@@ -1,4 +1,7 @@
-"""The service: one reconcile thread per cluster, a link probe, sd_notify, a clean stop on SIGTERM."""
+"""The service: one reconcile thread per cluster, a link probe, sd_notify, a clean stop on SIGTERM.
+
+The systemd watchdog is pinged only while every cluster loop makes progress (:mod:`lifeline_agent.progress`).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,19 @@ from types import FrameType
 from lifeline_agent.config import AgentConfig
 from lifeline_agent.link import LinkMonitor, probe_region
 from lifeline_agent.observability import ClusterState, Observer, SystemdNotifier
-from lifeline_agent.reconcile import ClusterAgent
+from lifeline_agent.progress import WatchedAgent
 from lifeline_agent.region import RegionError, list_cluster_names
+from lifeline_agent.regionless import NoLink
 from lifeline_agent.store import known_clusters
 
 log = logging.getLogger(__name__)
 
 
 def make_link_monitor(config: AgentConfig, observer: Observer | None) -> LinkMonitor:
+    """The service link probe; none at all (:class:`NoLink`) when every cluster is Region-less."""
+    if not config.needs_region:
+        return NoLink()
+
     def probe() -> bool:
         return probe_region(region=config.region, endpoint_url=config.aws_endpoint_url, timeout=config.probe_timeout)
 
@@ -45,12 +53,11 @@ _import_lock = threading.Lock()
 
 
 def preload_libraries() -> None:
-    """Import the heavy libraries, one thread at a time. The agent imports them lazily (start-up and
-    footprint), but two threads importing the Kubernetes client at once can see its package half
-    initialised (``ImportError: cannot import name 'ApiClient'``), which costs that cluster a back-off."""
+    """Import the heavy library, one thread at a time. The agent imports it lazily (start-up and
+    footprint), but two threads importing one package at once can see it half initialised
+    (``ImportError: cannot import name ...``), which costs that cluster a back-off."""
     with _import_lock:
         import boto3  # noqa: F401
-        import kubernetes.client  # noqa: F401
 
 
 class Daemon:
@@ -59,7 +66,8 @@ class Daemon:
     def __init__(self, config: AgentConfig, observer: Observer, notifier: SystemdNotifier) -> None:
         self.config, self.observer, self.notifier = config, observer, notifier
         self.link = make_link_monitor(config, observer)
-        self.agents: dict[str, ClusterAgent] = {}
+        self.agents: dict[str, WatchedAgent] = {}
+        self._stuck: set[str] = set()
         self._wake: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -79,7 +87,7 @@ class Daemon:
         signal.signal(signal.SIGINT, handler)
 
     def _start_cluster(self, name: str) -> None:
-        agent = ClusterAgent(self.config, name, self.link, self.observer)
+        agent = WatchedAgent(self.config, name, self.link, self.observer)
         wake = threading.Event()
         self.agents[name], self._wake[name] = agent, wake
         agent.publish()
@@ -87,22 +95,27 @@ class Daemon:
         self._threads.append(thread)
         thread.start()
 
-    def _cluster_loop(self, agent: ClusterAgent, wake: threading.Event) -> None:
+    def _cluster_loop(self, agent: WatchedAgent, wake: threading.Event) -> None:
         preload_libraries()
         while not self._stopping.is_set():
+            agent.watch.begin()
             try:
                 delay = agent.step()
             except Exception:  # a bug must not end this cluster's loop: log it, back off, go on
                 log.exception("unexpected error in the reconcile loop", extra={"cluster": agent.cluster})
                 delay = self.config.timing.backoff_cap
+            if agent.watch.end():
+                agent.publish()
             wake.wait(delay)
             wake.clear()
 
     def run(self, *, sleep: Callable[[float], bool] | None = None) -> int:
         """Run until stopped; returns the exit code (0 after a clean stop)."""
         wait = sleep or self._stopping.wait
-        self.notifier.status("starting: probing the service link")
-        self.link.is_up(fresh=True)
+        probing = self.config.needs_region  # every cluster Region-less: no link to probe
+        if probing:
+            self.notifier.status("starting: probing the service link")
+            self.link.is_up(fresh=True)
         names = [] if self._stopping.is_set() else cluster_names(self.config, self.link)
         if not names:
             log.warning("no cluster to manage yet (clusters = \"all\" and no lifeline/ secret found)")
@@ -114,12 +127,13 @@ class Daemon:
         refresh = self.config.timing.secret_refresh_interval
         was_up = self.link.last
         while not self._stopping.is_set():
+            stuck = self._check_progress()
             self._report()
-            if watchdog is not None:
+            if watchdog is not None and not stuck:
                 self.notifier.watchdog()
             if wait(tick):
                 break
-            if time.monotonic() - last_probe >= self.config.probe_interval:
+            if probing and time.monotonic() - last_probe >= self.config.probe_interval:
                 last_probe = time.monotonic()
                 up = self.link.is_up(fresh=True)
                 if up and not was_up:
@@ -134,6 +148,21 @@ class Daemon:
             thread.join(timeout=self.config.timing.api_timeout + 5)
         log.info("stopped")
         return 0
+
+    def _check_progress(self) -> bool:
+        """Publish every cluster stuck in one step past its bound as failed; True when there is one."""
+        stuck: set[str] = set()
+        for name, agent in list(self.agents.items()):
+            reason = agent.watch.check(agent.publish)
+            if reason is None:
+                if name in self._stuck:
+                    log.warning("the reconcile loop moves again", extra={"cluster": name})
+                continue
+            stuck.add(name)
+            if name not in self._stuck:
+                log.error("%s; the systemd watchdog is no longer pinged", reason, extra={"cluster": name})
+        self._stuck = stuck
+        return bool(stuck)
 
     def _start_new_clusters(self) -> None:
         """With ``clusters = "all"``: start a loop for each secret that appeared since the last look."""
@@ -155,6 +184,7 @@ class Daemon:
         for health in snapshot:
             counts[health.state.value] = counts.get(health.state.value, 0) + 1
         link = {True: "connected", False: "disconnected", None: "unknown"}[self.link.last]
+        link = link if self.config.needs_region else "not used (Region-less)"
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no clusters"
         if not self._ready:  # READY once the loops run: systemd must not wait for a first bootstrap
             self._ready = True

@@ -1,9 +1,10 @@
-"""Talking to a Kubernetes API server with one kubeconfig's credentials, through the official client.
+"""Talking to a Kubernetes API server with one kubeconfig's credentials, over :mod:`lifeline_agent.transport`.
 
 Only the calls the agent needs, on any conformant API server: CSR create / approve / wait / delete,
 ``SelfSubjectReview`` (else ``SelfSubjectAccessReview``) and a read of the ``kubernetes`` service.
+Every call has a whole-request deadline (the session's ``timeout``) and a cap on the answer's size.
 The client certificate and key go to a private temporary directory (0700, files 0600) inside the
-cluster's state directory for as long as the session lives: ``urllib3`` loads them from files.
+cluster's state directory for as long as the session lives: ``ssl`` loads them from files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from lifeline_agent import transport
+from lifeline_agent.permissions import make_private_directories
+
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 
@@ -30,6 +34,14 @@ class KubeError(Exception):
 
 class Unreachable(KubeError):
     """The API server did not answer (refused, reset, timed out)."""
+
+
+class Timeout(Unreachable):
+    """The API server did not give a complete answer within the request's deadline (e.g. it drips bytes)."""
+
+
+class BodyTooLarge(KubeError):
+    """The API server's answer is larger than any answer the agent asks for can be."""
 
 
 class TlsError(KubeError):
@@ -132,39 +144,45 @@ def _status_message(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
+_TRANSPORT_ERRORS: dict[type[transport.TransportError], type[KubeError]] = {
+    transport.DeadlineExceeded: Timeout,
+    transport.BodyTooLarge: BodyTooLarge,
+    transport.TlsFailed: TlsError,
+    transport.ConnectionFailed: Unreachable,
+    transport.BadResponse: Unreachable,
+}
+
+
 class KubeSession:
-    """One API server, one credential. Use as a context manager; nothing is retried here."""
+    """One API server, one credential, one kept-alive connection. Use as a context manager; nothing is retried."""
 
     def __init__(self, target: Target, credential: Credential, *, workdir: Path, timeout: float = 10.0) -> None:
-        import urllib3
-        from kubernetes.client.configuration import Configuration
-        from kubernetes.client.rest import RESTClientObject
-
-        self.target, self.timeout = target, timeout
-        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.target, self.credential, self.timeout = target, credential, timeout
+        url = urlsplit(target.server)
+        self._netloc, self._base, port = url.netloc, url.path.rstrip("/"), url.port or 443
+        make_private_directories(workdir)
         self._tmp = Path(tempfile.mkdtemp(prefix=".session-", dir=workdir))
-        configuration = Configuration(host=target.server.rstrip("/"))
-        configuration.ca_cert_data = target.ca_pem.decode("ascii")
-        configuration.tls_server_name = target.tls_server_name
-        configuration.retries = urllib3.Retry(total=0, redirect=0, raise_on_status=False)
         self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        client_cert: tuple[Path, Path] | None = None
         if credential.token is not None:
             self._headers["Authorization"] = f"Bearer {credential.token}"
-        else:
-            assert credential.cert_pem is not None and credential.key_pem is not None
-            configuration.cert_file = self._private_file("client.crt", credential.cert_pem)
-            configuration.key_file = self._private_file("client.key", credential.key_pem)
-        self._host = configuration.host
-        self._rest = RESTClientObject(configuration)
+        elif credential.cert_pem is not None and credential.key_pem is not None:
+            client_cert = (self._private_file("client.crt", credential.cert_pem),
+                           self._private_file("client.key", credential.key_pem))  # fmt: skip
+        self._url_problem = None if url.scheme == "https" and url.hostname else f"{target.server!r} is not https://host"
+        self._connection = transport.HttpsConnection(
+            url.hostname or "", port, ca_pem=target.ca_pem,
+            server_name=target.tls_server_name or url.hostname or "", client_cert=client_cert,
+        )  # fmt: skip
 
-    def _private_file(self, name: str, data: bytes) -> str:
+    def _private_file(self, name: str, data: bytes) -> Path:
         path = self._tmp / name
         path.touch(mode=0o600)
         path.write_bytes(data)
-        return str(path)
+        return path
 
     def close(self) -> None:
-        self._rest.close()
+        self._connection.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> KubeSession:
@@ -175,25 +193,14 @@ class KubeSession:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON in, JSON out; HTTP and transport errors become :class:`KubeError` subclasses."""
-        import urllib3
-        from kubernetes.client.exceptions import ApiException
-
-        where = f"{method} {urlsplit(self._host).netloc}{path}"
+        where = f"{method} {self._netloc}{path}"
+        if self._url_problem is not None:
+            raise KubeError(f"{where}: {self._url_problem}")
+        data = None if body is None else json.dumps(body).encode()
         try:
-            response = self._rest.request(  # type: ignore[no-untyped-call]
-                method, self._host + path, headers=dict(self._headers), body=body,
-                _request_timeout=(min(3.0, self.timeout), self.timeout),
-            )
-            payload = response.read()
-        except ApiException as exc:  # the client reports TLS failures this way
-            raise TlsError(f"{where}: TLS failed: {exc.reason}") from None
-        except urllib3.exceptions.MaxRetryError as exc:
-            if isinstance(exc.reason, urllib3.exceptions.SSLError):
-                raise TlsError(f"{where}: TLS failed: {exc.reason}") from None
-            raise Unreachable(f"{where}: {exc.reason}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unreachable(f"{where}: {type(exc).__name__}: {exc}") from None
-        status = response.status
+            status, payload = self._connection.request(method, self._base + path, self._headers, data, self.timeout)
+        except transport.TransportError as exc:
+            raise _TRANSPORT_ERRORS[type(exc)](f"{where}: {exc}") from None
         if status == 401:
             raise Unauthorized(f"{where}: 401 Unauthorized: {_status_message(payload)}")
         if status == 403:

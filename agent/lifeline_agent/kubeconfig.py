@@ -69,12 +69,13 @@ def build_kubeconfig(
     user: dict[str, Any]
     if exec_plugin is not None:
         user = {"exec": exec_plugin.as_dict()}
-    else:
-        assert client_cert_pem is not None and client_key_pem is not None
+    elif client_cert_pem is not None and client_key_pem is not None:
         user = {
             "client-certificate-data": _b64(client_cert_pem),
             "client-key-data": _b64(client_key_pem),
         }
+    else:
+        raise ValueError("give exactly one credential: a client certificate and key, or an exec plugin")
     context: dict[str, Any] = {"cluster": cluster_name, "user": user_name}
     if namespace:
         context["namespace"] = namespace

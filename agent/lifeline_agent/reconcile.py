@@ -16,10 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lifeline_agent import kube
+from lifeline_agent import kube, regionless
+from lifeline_agent.admission import admit, validity_problem
 from lifeline_agent.config import AgentConfig
 from lifeline_agent.contract import ClusterSecret, ContractError
+from lifeline_agent.csr_cleanup import CsrCleanup
 from lifeline_agent.deadline import Wanted, backoff_delay, mismatch, renewal_deadline
+from lifeline_agent.group_change import GroupChanged, changed_group, reissue_for_group
 from lifeline_agent.keys import (
     CSR_USAGES,
     CertificateError,
@@ -34,9 +37,10 @@ from lifeline_agent.keys import (
 from lifeline_agent.kubeconfig import build_kubeconfig, load_kubeconfig
 from lifeline_agent.link import LinkMonitor
 from lifeline_agent.observability import ClusterHealth, ClusterState, Observer
-from lifeline_agent.region import RegionError, fetch_secret
+from lifeline_agent.region import RegionError, describe_cluster, eks_token, fetch_secret
 from lifeline_agent.resolver import endpoint_host_port, ip_of_server, resolve, server_url
 from lifeline_agent.store import CachedCluster, ClusterStore, StoreError
+from lifeline_agent.trust import TrustGate, UntrustedEndpoint
 from lifeline_agent.verify import Revoked, verify_kubeconfig
 
 log = logging.getLogger(__name__)
@@ -73,8 +77,11 @@ class ClusterAgent:
         self._deadline_for: bytes | None = None
         self._secret_checked = float("-inf")
         self._last_logged: tuple[ClusterState, str] | None = None
-        self._delete_csrs = True
+        self._delete_csrs = CsrCleanup(cluster)
+        self._trust = TrustGate(self.store, lambda: describe_cluster(
+            cluster, region=config.region, endpoint_url=config.aws_endpoint_url, timeout=config.timing.api_timeout))
         self.store.remove_stale_sessions()
+        self.link = regionless.link_for(self.settings, self.store, link)  # Region-less: never waits for the link
 
     # --- the step -----------------------------------------------------------------------------------
 
@@ -92,6 +99,14 @@ class ClusterAgent:
         except Revoked as exc:
             self._record_failure(ClusterState.REVOKED, str(exc), logging.ERROR)
             delay = self.config.timing.backoff_cap
+        except UntrustedEndpoint as exc:
+            self._record_failure(ClusterState.UNTRUSTED, str(exc), logging.ERROR)
+            delay = backoff_delay(self.failures, self.config.timing.backoff_base, self.config.timing.backoff_cap,
+                                  self.rng)  # fmt: skip
+        except GroupChanged as exc:
+            self._record_failure(ClusterState.GROUP_CHANGED, str(exc), logging.ERROR)
+            delay = backoff_delay(self.failures, self.config.timing.backoff_base, self.config.timing.backoff_cap,
+                                  self.rng)  # fmt: skip
         except (kube.KubeError, RegionError, StoreError, ValueError, OSError) as exc:
             still_serving = self.not_after is not None and self.not_after > now and self.last_verified is not None
             state = ClusterState.RENEWING if still_serving else ClusterState.FAILED
@@ -139,7 +154,14 @@ class ClusterAgent:
             self._issue(cache, None, f"certificate expired at {utc(installed.certificate.not_after)}")
         elif reason := mismatch(installed.certificate, wanted):
             issued_by_cluster_ca = installed.certificate.signed_by(cache.secret.ca_pem)
-            self._issue(cache, installed if issued_by_cluster_ca else None, reason)
+            old_group = changed_group(installed.certificate, wanted, pinned=self.config.breakglass_group is not None)
+            with reissue_for_group(old_group, wanted.organization):
+                try:
+                    self._issue(cache, installed if issued_by_cluster_ca else None, reason)
+                except kube.Forbidden:  # the old group's binding moved to the new group: only bootstrap can issue
+                    if old_group is None or not issued_by_cluster_ca:
+                        raise
+                    self._issue(cache, None, f"{reason}; the certificate for {old_group!r} may not request a new one")
         elif installed.target.ca_pem != cache.secret.ca_pem:
             self._issue(cache, installed, "the cluster CA changed in the secret")
         elif now >= self._deadline(installed.certificate):
@@ -152,19 +174,24 @@ class ClusterAgent:
             except kube.Unauthorized as exc:  # e.g. the cluster's CA was rotated before the secret said so
                 self._issue(cache, None, f"the API server no longer accepts the certificate ({exc})")
         current = self._installed()
-        assert current is not None
+        if current is None:
+            raise StoreError("no kubeconfig is installed after this step")
         self.not_after = current.certificate.not_after
         self.next_renewal = self._deadline(current.certificate)
         now = self.clock()
         delays = [self.next_renewal - now, (self.last_verified or now) + self.config.timing.verify_interval - now]
         if self.link.last:
             delays.append(self._secret_checked + self.config.timing.secret_refresh_interval - time.monotonic())
+        self._trust.settle(cache)
         return min(delays)
 
     # --- the Region's view, cached --------------------------------------------------------------------
 
     def _cache(self, now: float) -> CachedCluster:
-        """The cached secret and IPs, refreshed from the Region when due and the link is up."""
+        """The trusted secret and IPs; refreshed from the Region when due and the link is up, through the
+        trust gate (a new endpoint or CA is used only once EKS confirms it)."""
+        if self.settings.regionless:  # the operator's configuration is the trust anchor: no Region at all
+            return regionless.cached_view(self.settings, self.store, now, self.config.timing, self._addresses)
         try:
             cached = self.store.load_cache()
         except StoreError as exc:
@@ -173,8 +200,7 @@ class ClusterAgent:
             log.warning("cached cluster secret unusable, fetching it again: %s", exc, extra={"cluster": self.cluster})
             cached = None
         due = cached is None or time.monotonic() - self._secret_checked >= self.config.timing.secret_refresh_interval
-        if not due:
-            assert cached is not None
+        if cached is not None and not due:
             return cached
         if not self.link.is_up():
             if cached is None:
@@ -183,6 +209,8 @@ class ClusterAgent:
         try:
             secret = fetch_secret(self.cluster, region=self.config.region, endpoint_url=self.config.aws_endpoint_url,
                                   timeout=self.config.timing.api_timeout)  # fmt: skip
+            fresh = CachedCluster(secret=secret, ips=self._addresses(secret, cached), fetched_at=now)
+            used = self._trust.accept(cached, fresh)
         except (RegionError, ContractError) as exc:
             if cached is None:
                 raise
@@ -191,15 +219,7 @@ class ClusterAgent:
                 + self.config.probe_interval
             return cached
         self._secret_checked = time.monotonic()
-        ips = self._addresses(secret, cached)
-        fresh = CachedCluster(secret=secret, ips=ips, fetched_at=now)
-        if cached is None or cached.secret != secret or cached.ips != ips:
-            if cached is not None and cached.secret.ca_sha256 != secret.ca_sha256:
-                log.warning("cluster CA changed in the secret", extra={"cluster": self.cluster})
-            if cached is not None and cached.secret.endpoint != secret.endpoint:
-                log.warning("cluster endpoint changed: %s", secret.endpoint, extra={"cluster": self.cluster})
-            self.store.save_cache(fresh)
-        return fresh
+        return used
 
     def _addresses(self, secret: ClusterSecret, cached: CachedCluster | None) -> tuple[str, ...]:
         host, port = endpoint_host_port(secret.endpoint)
@@ -212,23 +232,30 @@ class ClusterAgent:
     # --- reading what is installed --------------------------------------------------------------------
 
     def _installed(self) -> Installed | None:
-        """The installed kubeconfig; when it is unusable, the previous generation if that still works."""
+        """The installed kubeconfig; when it is unusable or expired, the previous generation if that is valid."""
+        now, current, problem = self.clock(), None, None
         try:
-            return _taken_apart(self.store.current())
+            current = _taken_apart(self.store.current())
+            if current is None or not current.certificate.expired(now):
+                return current
+            problem = f"its certificate expired at {utc(current.certificate.not_after)}"
         except (StoreError, ValueError, KeyError, OSError) as exc:
-            problem = exc
+            problem = str(exc)
         try:
             previous = _taken_apart(self.store.previous())
         except (StoreError, ValueError, KeyError, OSError):
             previous = None
-        if previous is not None and not previous.certificate.expired(self.clock()):
-            assert previous.credential.key_pem is not None
+        skew = self.config.timing.clock_skew
+        if previous is not None and previous.credential.key_pem is not None \
+                and validity_problem(previous.certificate, now=now, clock_skew=skew) is None:  # fmt: skip
             self.store.restore_previous(previous.credential.key_pem)
             log.warning("installed kubeconfig unusable (%s); restored kubeconfig.prev", problem,
                         extra={"cluster": self.cluster})  # fmt: skip
             return previous
-        log.warning("installed kubeconfig unusable, issuing a new one: %s", problem, extra={"cluster": self.cluster})
-        return None
+        if current is None:
+            log.warning("installed kubeconfig unusable, issuing a new one: %s", problem,
+                        extra={"cluster": self.cluster})  # fmt: skip
+        return current
 
     def _deadline(self, certificate: IssuedCertificate) -> float:
         key = certificate.fingerprint  # not (notBefore, notAfter): two certificates can share those seconds
@@ -261,14 +288,13 @@ class ClusterAgent:
 
     def _first_reachable(self, targets: list[kube.Target], attempt: Callable[[kube.Target], Any]) -> Any:
         """``attempt`` on each target in turn until one answers; the last :class:`kube.Unreachable` otherwise."""
-        error: kube.Unreachable | None = None
+        error = kube.Unreachable("no control plane address to try")
         for target in targets:
             try:
                 return attempt(target)
             except kube.Unreachable as exc:
                 log.warning("control plane address unreachable: %s", exc, extra={"cluster": self.cluster})
                 error = exc
-        assert error is not None
         raise error
 
     # --- issuing ----------------------------------------------------------------------------------------
@@ -307,16 +333,9 @@ class ClusterAgent:
             except (OSError, ValueError, KeyError) as exc:
                 raise CertificateError(f"bootstrap kubeconfig {path}: {exc}") from None
             return credential
-        import botocore.exceptions
-
-        from lifeline_agent.eks_token import get_token
-
-        try:
-            token = get_token(secret.token_cluster_id, region=self.config.region,
-                              endpoint_url=self.config.aws_endpoint_url)  # fmt: skip
-        except botocore.exceptions.BotoCoreError as exc:
-            raise RegionError(f"cannot make an EKS IAM token: {exc}") from None
-        return kube.Credential(token=token.token)
+        return kube.Credential(token=eks_token(secret.token_cluster_id, region=self.config.region,
+                                               endpoint_url=self.config.aws_endpoint_url,
+                                               timeout=self.config.timing.api_timeout))  # fmt: skip
 
     def _issue_with(self, cache: CachedCluster, credential: kube.Credential, prefer_ip: str | None) -> None:
         key = generate_key(self.config.key_type)
@@ -329,10 +348,8 @@ class ClusterAgent:
 
         target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), request_certificate)
         certificate = parse_certificate(cert_pem)
-        if not certificate.matches_key(key):
-            raise CertificateError("the issued certificate is not for the key this agent made")
-        if problem := mismatch(certificate, wanted):
-            raise CertificateError(f"the issued certificate is not what was asked for: {problem}")
+        admit(certificate, key, wanted, now=self.clock(), clock_skew=self.config.timing.clock_skew,
+              min_remaining=self.config.timing.min_remaining_lifetime)  # fmt: skip
         new_key = key_pem(key)
         config = self._kubeconfig(target, cert_pem, new_key)
         self._verify(config, wanted.organization)
@@ -351,8 +368,7 @@ class ClusterAgent:
             session.approve_csr(name, f"lifeline agent on host {self.config.host_id}")
             return session.wait_for_certificate(name, self.config.timing.csr_timeout)
         finally:
-            if self._delete_csrs:  # the contract's RBAC does not grant delete: stop asking after one 403
-                self._delete_csrs = session.delete_csr(name)
+            self._delete_csrs.after_use(session, name)
 
     def _kubeconfig(self, target: kube.Target, cert_pem: bytes, key: bytes) -> dict[str, Any]:
         return build_kubeconfig(cluster_name=self.cluster, server=target.server, ca_pem=target.ca_pem,
@@ -383,10 +399,16 @@ class ClusterAgent:
 
     def _rewrite(self, installed: Installed, cache: CachedCluster, reason: str,
                  targets: list[kube.Target] | None = None) -> None:  # fmt: skip
-        """Same certificate and key, another server (failover or a new endpoint); verified before install."""
-        assert installed.credential.cert_pem is not None and installed.credential.key_pem is not None
+        """Same certificate and key, another server (failover or a new endpoint); verified before install.
+
+        No minimum lifetime here: the certificate is already in use, and refusing it would leave only the
+        address that stopped answering.
+        """
         cert_pem, key = installed.credential.cert_pem, installed.credential.key_pem
-        load_key(key)
+        if cert_pem is None or key is None:
+            raise CertificateError("the installed kubeconfig has no client certificate and key")
+        admit(installed.certificate, load_key(key), self._wanted(cache), now=self.clock(),
+              clock_skew=self.config.timing.clock_skew, min_remaining=0.0)  # fmt: skip
 
         def try_target(target: kube.Target) -> dict[str, Any]:
             config = self._kubeconfig(target, cert_pem, key)

@@ -1,27 +1,67 @@
-"""The Region side the agent uses while the link is up: Secrets Manager (``lifeline/<cluster>``) and STS.
+"""The Region side the agent uses while the link is up: Secrets Manager (``lifeline/<cluster>``), EKS and STS.
 
 Clients use the standard boto3 credential chain, ``aws_endpoint_url`` when configured (VPC endpoints,
-the lab) and short timeouts without retries: the caller decides when to try again.
+the lab) and short timeouts without retries: the caller decides when to try again. One client per use is
+made on first use and kept (boto3 clients are thread-safe; the session that makes them is not, so clients
+are made under a lock).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from lifeline_agent.contract import SECRET_PREFIX, ClusterSecret, secret_name
 
+# The environment settings that choose the credentials: a process that changes them (a test) gets new clients.
+_CREDENTIAL_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ROLE_ARN",
+                        "AWS_WEB_IDENTITY_TOKEN_FILE")  # fmt: skip
+_lock = threading.Lock()
+_token_lock = threading.Lock()
+_sessions: dict[tuple[str | None, ...], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
+
 
 class RegionError(Exception):
-    """A call to the Region failed (unreachable, denied, or the secret is missing)."""
+    """A call to the Region failed (unreachable, denied, no credentials, or the secret is missing)."""
 
 
-def aws_client(service: str, *, region: str | None, endpoint_url: str | None, timeout: float) -> Any:
+@dataclass(frozen=True)
+class EksCluster:
+    """What ``eks:DescribeCluster`` reports for a cluster (endpoint and CA are absent until it is ACTIVE)."""
+
+    name: str
+    status: str
+    endpoint: str | None
+    certificate_authority_data: str | None
+
+
+def aws_client(service: str, *, region: str | None, endpoint_url: str | None, timeout: float,
+               purpose: str = "") -> Any:  # fmt: skip
+    """The process's client for ``service`` (and ``purpose``), made on first use; :class:`RegionError` when
+    no credentials are found (nothing is kept then, so credentials that appear later are used)."""
     import boto3
     import botocore.config
 
-    config = botocore.config.Config(connect_timeout=timeout, read_timeout=timeout,
-                                    retries={"max_attempts": 1, "mode": "standard"})  # fmt: skip
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    credentials = tuple(os.environ.get(name) for name in _CREDENTIAL_SETTINGS)
+    key = (service, purpose, region, endpoint_url, timeout, credentials)
+    with _lock:
+        client = _clients.get(key)
+        if client is not None:
+            return client
+        session = _sessions.get(credentials)
+        if session is None:
+            session = _sessions[credentials] = boto3.session.Session()
+        if session.get_credentials() is None:
+            raise RegionError("no AWS credentials found (environment, shared files, instance or task role)")
+        config = botocore.config.Config(connect_timeout=timeout, read_timeout=timeout,
+                                        retries={"max_attempts": 1, "mode": "standard"})  # fmt: skip
+        client = _clients[key] = session.client(service, region_name=region, endpoint_url=endpoint_url,
+                                                config=config)  # fmt: skip
+        return client
 
 
 def _describe(exc: Exception) -> str:
@@ -44,6 +84,37 @@ def fetch_secret(cluster: str, *, region: str | None, endpoint_url: str | None, 
     if secret.cluster_name != cluster:
         raise RegionError(f"secret {secret_name(cluster)} is for cluster {secret.cluster_name!r}")
     return secret
+
+
+def describe_cluster(cluster: str, *, region: str | None, endpoint_url: str | None, timeout: float) -> EksCluster:
+    """``eks:DescribeCluster``: the cluster's endpoint and CA as EKS itself reports them; :class:`RegionError`."""
+    import botocore.exceptions
+
+    client = aws_client("eks", region=region, endpoint_url=endpoint_url, timeout=timeout)
+    try:
+        answer = client.describe_cluster(name=cluster)["cluster"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise RegionError(f"eks:DescribeCluster {cluster}: {_describe(exc)}") from None
+    authority = answer.get("certificateAuthority") or {}
+    return EksCluster(name=str(answer.get("name", cluster)), status=str(answer.get("status", "")),
+                      endpoint=answer.get("endpoint") or None,
+                      certificate_authority_data=authority.get("data") or None)  # fmt: skip
+
+
+def eks_token(cluster_id: str, *, region: str | None, endpoint_url: str | None, timeout: float) -> str:
+    """An EKS IAM token for ``cluster_id``, presigned locally with this process's STS signer client."""
+    import botocore.exceptions
+
+    from lifeline_agent.eks_token import get_token
+
+    # get_token registers a signing hook on the client for the duration of the call: its own client
+    # (not the link probe's), one call at a time.
+    client = aws_client("sts", region=region, endpoint_url=endpoint_url, timeout=timeout, purpose="token")
+    try:
+        with _token_lock:
+            return get_token(cluster_id, client=client).token
+    except botocore.exceptions.BotoCoreError as exc:
+        raise RegionError(f"cannot make an EKS IAM token: {exc}") from None
 
 
 def list_cluster_names(*, region: str | None, endpoint_url: str | None, timeout: float) -> list[str]:

@@ -4,12 +4,14 @@
 - ``kubeconfig``       the installed offline kubeconfig (0600, or 0640 to the operators' group)
 - ``kubeconfig.prev``  the previous generation, kept when a new one is installed
 - ``key.pem``          the private key of the installed kubeconfig (0600)
-- ``cluster.json``     the cached secret ``lifeline/<cluster>`` and the endpoint's resolved IPs
+- ``cluster.json``     the cached secret ``lifeline/<cluster>`` (or, for a Region-less cluster, the configured
+                       endpoint and CA under ``configured``) and the endpoint's resolved IPs
 - ``status.json``      the last health snapshot, read by ``lifeline-agent status``
 """
 
 from __future__ import annotations
 
+import base64
 import grp
 import json
 import os
@@ -19,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lifeline_agent.contract import ClusterSecret, ContractError
+from lifeline_agent.contract import (
+    DEFAULT_BREAKGLASS_GROUP,
+    GROUP_PATTERN,
+    ClusterSecret,
+    ContractError,
+    ca_sha256,
+    validate_cluster_name,
+    validate_endpoint,
+)
 from lifeline_agent.kubeconfig import atomic_write, dump_kubeconfig, load_kubeconfig
 from lifeline_agent.permissions import make_private_directories
 
@@ -31,15 +41,70 @@ class StoreError(Exception):
 
 
 @dataclass(frozen=True)
+class ConfiguredCluster(ClusterSecret):
+    """A Region-less cluster's endpoint, CA and break-glass group, as the agent's configuration gives them.
+
+    Why a :class:`ClusterSecret` subclass and not a second cache type: the reconcile loop reads only
+    ``endpoint``, ``ca_pem`` and ``breakglass_group`` of ``CachedCluster.secret``, so the loop, the trust
+    gate and their types stay as they are. Nothing here claims to come from the Region: the ARN, the
+    Outpost and the versions are empty, and the record is never given to the trust gate (a Region-less
+    cluster is not refreshed from a secret). It is validated like a secret (endpoint, one CA:TRUE
+    certificate, group), and ``cluster.json`` keeps it under ``configured``, not ``secret``, so neither
+    is ever read back as the other (an older agent finds no ``secret`` and fetches one from the Region).
+    """
+
+    def __post_init__(self) -> None:
+        validate_cluster_name(self.cluster_name)
+        object.__setattr__(self, "endpoint", validate_endpoint(self.endpoint))
+        digest = ca_sha256(self.certificate_authority_data)
+        if self.ca_sha256 and self.ca_sha256 != digest:
+            raise ContractError("caSha256: does not match certificateAuthorityData")
+        object.__setattr__(self, "ca_sha256", digest)
+        if not GROUP_PATTERN.fullmatch(self.breakglass_group) or self.breakglass_group.startswith("system:"):
+            raise ContractError(f"breakglassGroup: {self.breakglass_group!r} is not an allowed group name")
+        if self.cluster_arn or self.outpost_arns or self.cluster_id:
+            raise ContractError("a configured cluster has no ARN, Outpost or cluster id: those come from the Region")
+
+    @classmethod
+    def configured(cls, name: str, endpoint: str, ca_pem: bytes, breakglass_group: str | None) -> ConfiguredCluster:
+        return cls(cluster_name=name, cluster_arn="", endpoint=endpoint,
+                   certificate_authority_data=base64.b64encode(ca_pem).decode("ascii"), kubernetes_version="",
+                   platform_version="", outpost_arns=(), breakglass_group=breakglass_group or DEFAULT_BREAKGLASS_GROUP,
+                   updated_at="configured")  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clusterName": self.cluster_name, "endpoint": self.endpoint, "caSha256": self.ca_sha256,
+                "certificateAuthorityData": self.certificate_authority_data,
+                "breakglassGroup": self.breakglass_group}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: object) -> ConfiguredCluster:
+        if not isinstance(data, dict):
+            raise ContractError("configured: expected a JSON object")
+        values: dict[str, str] = {}
+        for key in ("clusterName", "endpoint", "certificateAuthorityData", "caSha256", "breakglassGroup"):
+            value = data.get(key)
+            if not isinstance(value, str):
+                raise ContractError(f"configured.{key}: expected str, got {type(value).__name__}")
+            values[key] = value
+        return cls(cluster_name=values["clusterName"], cluster_arn="", endpoint=values["endpoint"],
+                   certificate_authority_data=values["certificateAuthorityData"], ca_sha256=values["caSha256"],
+                   kubernetes_version="", platform_version="", outpost_arns=(),
+                   breakglass_group=values["breakglassGroup"], updated_at="configured")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class CachedCluster:
-    """What the agent remembers from the Region, so it works while the link is down."""
+    """What the agent remembers from the Region (or, Region-less, from its configuration), so it works while
+    the link is down."""
 
     secret: ClusterSecret
     ips: tuple[str, ...]
     fetched_at: float
 
     def to_json(self) -> bytes:
-        document = {"secret": json.loads(self.secret.to_json()), "ips": list(self.ips), "fetchedAt": self.fetched_at}
+        key = "configured" if isinstance(self.secret, ConfiguredCluster) else "secret"
+        document = {key: self.secret.to_dict(), "ips": list(self.ips), "fetchedAt": self.fetched_at}
         return json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
 
 
@@ -123,7 +188,8 @@ class ClusterStore:
         path = self.path(CACHE)
         try:
             document = json.loads(path.read_bytes())
-            secret = ClusterSecret.from_dict(document["secret"])
+            secret = ConfiguredCluster.from_dict(document["configured"]) if "configured" in document \
+                else ClusterSecret.from_dict(document["secret"])  # fmt: skip
             ips = tuple(str(ip) for ip in document.get("ips") or ())
             return CachedCluster(secret=secret, ips=ips, fetched_at=float(document.get("fetchedAt", 0)))
         except FileNotFoundError:

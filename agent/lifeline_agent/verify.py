@@ -12,12 +12,20 @@ from lifeline_agent.keys import CertificateError, parse_certificate
 class Revoked(Exception):
     """The API server authenticates the certificate but forbids it: the break-glass binding is gone."""
 
+    def __init__(self, problem: str, group: str) -> None:
+        self.problem, self.group = problem, group
+        super().__init__(f"{problem} (was the {group!r} ClusterRoleBinding lifeline-breakglass deleted?)")
+
+
+class WrongIdentity(CertificateError):
+    """The API server sees another user or groups than the kubeconfig's certificate is for."""
+
 
 def verify_kubeconfig(config: dict[str, Any], user: str, group: str, *, workdir: Path, timeout: float) -> kube.Identity:
     """Use ``config`` alone to ask who we are and read the ``kubernetes`` service.
 
     :class:`Revoked` when the server forbids it (403); :class:`kube.KubeError` on other failures;
-    :class:`CertificateError` when the server sees another identity.
+    :class:`WrongIdentity` when the server sees another identity.
     """
     target, credential = kube.from_kubeconfig(config)
     with kube.KubeSession(target, credential, workdir=workdir, timeout=timeout) as session:
@@ -31,9 +39,9 @@ def verify_kubeconfig(config: dict[str, Any], user: str, group: str, *, workdir:
                 if not session.can("get", "services", "default", "kubernetes"):
                     raise kube.Forbidden("SelfSubjectAccessReview: get services/kubernetes is not allowed")
             if identity.user != user or group not in identity.groups:
-                raise CertificateError(f"the API server sees user {identity.user!r} in groups "
+                raise WrongIdentity(f"the API server sees user {identity.user!r} in groups "
                                        f"{list(identity.groups)}, not {user!r} in {group!r}")  # fmt: skip
             session.read_kubernetes_service()
         except kube.Forbidden as exc:
-            raise Revoked(f"{exc} (was the {group!r} ClusterRoleBinding lifeline-breakglass deleted?)") from None
+            raise Revoked(str(exc), group) from None
     return identity

@@ -17,7 +17,7 @@ import pytest
 
 from lab import agentkit
 from lab.agentkit import AGENT, read_status, write_config
-from tests.conftest import both_backends
+from tests.conftest import both_backends, lab_of_backend
 
 wait_for = functools.partial(agentkit.wait_for, interval=0.2)
 
@@ -40,10 +40,7 @@ def whoami(kubectl: Any, kubeconfig: Path) -> dict[str, Any]:
     return dict(json.loads(out)["status"]["userInfo"])
 
 
-@pytest.fixture
-def lab(lab: Any, backend: str, request: pytest.FixtureRequest) -> Any:
-    """The session's emulated lab, or the real-control-plane lab for the ``[real]`` run of ``@both_backends``."""
-    return request.getfixturevalue("real_lab") if backend == "real" else lab
+lab = pytest.fixture(name="lab")(lab_of_backend)
 
 
 @pytest.fixture
@@ -235,51 +232,54 @@ def test_deleted_breakglass_binding_means_revoked_without_a_tight_retry(lab, see
 
 
 @both_backends
-def test_ca_change_in_the_secret_reissues_and_a_wrong_ca_keeps_the_last_good_kubeconfig(
+def test_a_ca_change_is_followed_only_when_eks_confirms_it_and_a_wrong_ca_keeps_the_last_good_kubeconfig(
         lab, seeded_cluster, tmp_path, kubectl):
     from lifeline_agent.contract import ClusterSecret, secret_name
-    from lifeline_agent.kube import from_kubeconfig
-    from lifeline_agent.kubeconfig import load_kubeconfig
 
     from lab.pki import ClusterCA
 
     config = write_config(lab, tmp_path, [seeded_cluster])
     kubeconfig = tmp_path / "state" / seeded_cluster / "kubeconfig"
     assert run_agent(lab, config, "once").returncode == 0
-    first = kubeconfig.read_bytes()
+    good = kubeconfig.read_bytes()
     secrets_client = lab.client("secretsmanager")
     original = ClusterSecret.from_json(secrets_client.get_secret_value(SecretId=secret_name(seeded_cluster))
                                        ["SecretString"])
 
     def publish_ca(ca_pem: bytes) -> None:
-        data = base64.b64encode(ca_pem).decode()
-        document = original.to_dict() | {"certificateAuthorityData": data}
-        document["caSha256"] = hashlib.sha256(ca_pem).hexdigest()
-        changed = ClusterSecret.from_dict(document)
-        secrets_client.put_secret_value(SecretId=secret_name(seeded_cluster), SecretString=changed.to_json())
+        document = original.to_dict() | {"certificateAuthorityData": base64.b64encode(ca_pem).decode(),
+                                         "caSha256": hashlib.sha256(ca_pem).hexdigest()}  # fmt: skip
+        secrets_client.put_secret_value(SecretId=secret_name(seeded_cluster),
+                                        SecretString=json.dumps(document))  # fmt: skip
 
-    # Rotation starts: the Region publishes a bundle with a new CA next to the current one.
-    bundle = ClusterCA.create("kubernetes-next").cert_pem + original.ca_pem
-    publish_ca(bundle)
+    def still_good() -> None:
+        assert kubeconfig.read_bytes() == good
+        rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
+        assert rc == 0, err
+
+    impostor = ClusterCA.create("impostor").cert_pem
+    # A bundle (one more CA next to the cluster's) would make kubectl trust both: refused by the contract.
+    publish_ca(impostor + original.ca_pem)
     result = run_agent(lab, config, "once")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "CA changed" in result.stderr
-    target, credential = from_kubeconfig(load_kubeconfig(kubeconfig.read_bytes()))
-    assert target.ca_pem == bundle
-    assert credential.cert_pem != from_kubeconfig(load_kubeconfig(first))[1].cert_pem  # re-issued
-    assert kubeconfig.with_name("kubeconfig.prev").read_bytes() == first
-    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
-    assert rc == 0, err
+    assert "keeping the cached cluster secret" in result.stderr, result.stdout + result.stderr
+    assert "exactly one" in result.stderr
+    still_good()
 
-    # A CA the API server's certificate does not chain to: nothing may replace the working kubeconfig.
-    good = kubeconfig.read_bytes()
-    publish_ca(ClusterCA.create("impostor").cert_pem)
+    # A CA that only the secret names (EKS reports the cluster's own): untrusted, nothing replaced.
+    publish_ca(impostor)
     result = run_agent(lab, config, "once")
     assert result.returncode == 1, result.stdout + result.stderr
+    assert "untrusted" in result.stdout
+    still_good()
+
+    # EKS itself reports the new CA, but the API server's certificate does not chain to it: the renewal
+    # fails on TLS and the working kubeconfig stays.
+    lab.region.eks_cluster(seeded_cluster).certificate_authority = {"data": base64.b64encode(impostor).decode()}
+    result = run_agent(lab, config, "once")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "CA changed" in result.stderr
     assert "TlsError" in result.stdout
-    assert kubeconfig.read_bytes() == good
-    rc, _, err = kubectl(kubeconfig, "get", "svc", "kubernetes", "-n", "default")
-    assert rc == 0, err
+    still_good()
 
 
 def unshare_without_hosts(tmp_path: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -431,6 +431,7 @@ def test_endpoint_change_in_the_secret_gives_a_new_kubeconfig(lab, seeded_cluste
     secret = ClusterSecret.from_json(secrets_client.get_secret_value(SecretId=secret_name(seeded_cluster))
                                      ["SecretString"])
     port = lab.control_plane(seeded_cluster).port
+    lab.region.eks_cluster(seeded_cluster).endpoint = f"https://127.0.0.1:{port}"  # a genuine move: EKS says so
     moved = ClusterSecret.from_dict(secret.to_dict() | {"endpoint": f"https://127.0.0.1:{port}"})
     secrets_client.put_secret_value(SecretId=secret_name(seeded_cluster), SecretString=moved.to_json())
 

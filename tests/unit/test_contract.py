@@ -1,5 +1,6 @@
 import base64
 import datetime as dt
+import hashlib
 import json
 
 import pytest
@@ -12,19 +13,25 @@ from lifeline_agent.contract import ClusterSecret, ContractError, secret_name
 OUTPOST = "arn:aws:outposts:us-west-2:123456789012:outpost/op-0123456789abcdef0"
 
 
-def _ca_data() -> str:
+def _ca_pem(ca: bool | None = True) -> bytes:
+    """A self-signed certificate; ``ca=None`` leaves BasicConstraints out."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
     )
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode()
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-CA = _ca_data()
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+CA = _b64(_ca_pem())
 
 
 def _secret(**overrides):
@@ -86,3 +93,43 @@ def test_not_a_secret(text):
 def test_secret_name_rejects_bad_cluster_names(name):
     with pytest.raises(ContractError):
         secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "ca_pem, problem",
+    [
+        (_ca_pem() + _ca_pem(), "exactly one certificate"),
+        (_ca_pem(ca=False), "not a CA"),
+        (_ca_pem(ca=None), "not a CA"),
+        (_ca_pem() + b"-----BEGIN CERTIFICATE-----\nbm9wZQ==\n-----END CERTIFICATE-----\n", "certificateAuthorityData"),
+    ],
+    ids=["two-certificates", "ca-false", "no-basic-constraints", "second-block-garbage"],
+)
+def test_ca_data_is_exactly_one_ca_certificate(ca_pem, problem):
+    with pytest.raises(ContractError, match=problem):
+        _secret(certificate_authority_data=_b64(ca_pem))
+    data = json.loads(_secret().to_json())
+    data.update(certificateAuthorityData=_b64(ca_pem), caSha256=hashlib.sha256(ca_pem).hexdigest())
+    with pytest.raises(ContractError, match=problem):
+        ClusterSecret.from_json(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "endpoint, problem",
+    [
+        ("https://user:pass@abc.eks.amazonaws.com", "user information"),
+        ("https://token@abc.eks.amazonaws.com", "user information"),
+        ("https://abc.eks.amazonaws.com?x=1", "query or fragment"),
+        ("https://abc.eks.amazonaws.com/?", "query or fragment"),
+        ("https://abc.eks.amazonaws.com#frag", "query or fragment"),
+        ("https://abc.eks.amazonaws.com:99999", "not a URL"),
+        ("https://abc.eks.amazonaws.com/api", "not an https://host"),
+    ],
+)
+def test_endpoints_with_userinfo_query_or_fragment_are_refused(endpoint, problem):
+    with pytest.raises(ContractError, match=problem):
+        _secret(endpoint=endpoint)
+
+
+def test_a_plain_endpoint_with_port_is_kept():
+    assert _secret(endpoint="https://10.0.0.5:6443/").endpoint == "https://10.0.0.5:6443"
