@@ -1,16 +1,22 @@
-"""Readers never see a torn or unusable kubeconfig while the agent renews back to back."""
+"""Readers never see a torn or unusable kubeconfig while the agent renews back to back, on both backends."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+
 from lab.agentkit import AgentProcess, ReaderProcess, seeded_cluster, wait_for, write_config
+from tests.conftest import both_backends, lab_of_backend
+
+lab = pytest.fixture(name="lab")(lab_of_backend)
 
 MIN_RENEWALS = 200
 MIN_READS = 10_000
 CLUSTERS = 4  # one daemon renews them concurrently (one loop each), so 200 renewals fit the test budget
 
 
+@both_backends
 def test_ten_thousand_reads_during_two_hundred_renewals_are_all_usable(lab, tmp_path, agents):
     clusters = [seeded_cluster(lab, "readers") for _ in range(CLUSTERS)]
     for name in clusters:
