@@ -18,8 +18,9 @@ from typing import Any
 
 from lifeline_agent import kube, regionless
 from lifeline_agent.admission import admit, validity_problem
+from lifeline_agent.cluster_view import ClusterView, NeedsLink
 from lifeline_agent.config import AgentConfig
-from lifeline_agent.contract import ClusterSecret, ContractError
+from lifeline_agent.contract import ClusterSecret
 from lifeline_agent.csr_cleanup import CsrCleanup
 from lifeline_agent.deadline import Wanted, backoff_delay, mismatch, renewal_deadline
 from lifeline_agent.group_change import GroupChanged, changed_group, reissue_for_group
@@ -37,17 +38,13 @@ from lifeline_agent.keys import (
 from lifeline_agent.kubeconfig import build_kubeconfig, load_kubeconfig
 from lifeline_agent.link import LinkMonitor
 from lifeline_agent.observability import ClusterHealth, ClusterState, Observer
-from lifeline_agent.region import RegionError, describe_cluster, eks_token, fetch_secret
-from lifeline_agent.resolver import endpoint_host_port, ip_of_server, resolve, server_url
+from lifeline_agent.region import RegionError, eks_token
+from lifeline_agent.resolver import endpoint_host_port, ip_of_server, server_url
 from lifeline_agent.store import CachedCluster, ClusterStore, StoreError
-from lifeline_agent.trust import TrustGate, UntrustedEndpoint
+from lifeline_agent.trust import UntrustedEndpoint
 from lifeline_agent.verify import Revoked, verify_kubeconfig
 
 log = logging.getLogger(__name__)
-
-
-class NeedsLink(Exception):
-    """This step needs the Region (bootstrap, expired certificate) and the link is down."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +72,11 @@ class ClusterAgent:
         self.not_after: float | None = None
         self.next_renewal: float | None = None
         self._deadline_for: bytes | None = None
-        self._secret_checked = float("-inf")
         self._last_logged: tuple[ClusterState, str] | None = None
         self._delete_csrs = CsrCleanup(cluster)
-        self._trust = TrustGate(self.store, lambda: describe_cluster(
-            cluster, region=config.region, endpoint_url=config.aws_endpoint_url, timeout=config.timing.api_timeout))
         self.store.remove_stale_sessions()
         self.link = regionless.link_for(self.settings, self.store, link)  # Region-less: never waits for the link
+        self.view = ClusterView(config, cluster, self.store, self.link)
 
     # --- the step -----------------------------------------------------------------------------------
 
@@ -89,7 +84,7 @@ class ClusterAgent:
         """Do what is due now; returns the seconds until the next step is due."""
         now = self.clock()
         try:
-            cache = self._cache(now)
+            cache = self.view.current(now)
             delay = self._reconcile(cache, now)
             self.failures, self.last_error, self._last_logged = 0, None, None
             self.state = ClusterState.READY
@@ -181,53 +176,9 @@ class ClusterAgent:
         now = self.clock()
         delays = [self.next_renewal - now, (self.last_verified or now) + self.config.timing.verify_interval - now]
         if self.link.last:
-            delays.append(self._secret_checked + self.config.timing.secret_refresh_interval - time.monotonic())
-        self._trust.settle(cache)
+            delays.append(self.view.seconds_to_refresh())
+        self.view.settle(cache)
         return min(delays)
-
-    # --- the Region's view, cached --------------------------------------------------------------------
-
-    def _cache(self, now: float) -> CachedCluster:
-        """The trusted secret and IPs; refreshed from the Region when due and the link is up, through the
-        trust gate (a new endpoint or CA is used only once EKS confirms it)."""
-        if self.settings.regionless:  # the operator's configuration is the trust anchor: no Region at all
-            return regionless.cached_view(self.settings, self.store, now, self.config.timing, self._addresses)
-        try:
-            cached = self.store.load_cache()
-        except StoreError as exc:
-            if not self.link.is_up():
-                raise
-            log.warning("cached cluster secret unusable, fetching it again: %s", exc, extra={"cluster": self.cluster})
-            cached = None
-        due = cached is None or time.monotonic() - self._secret_checked >= self.config.timing.secret_refresh_interval
-        if cached is not None and not due:
-            return cached
-        if not self.link.is_up():
-            if cached is None:
-                raise NeedsLink("no cached cluster secret yet and the service link is down")
-            return cached
-        try:
-            secret = fetch_secret(self.cluster, region=self.config.region, endpoint_url=self.config.aws_endpoint_url,
-                                  timeout=self.config.timing.api_timeout)  # fmt: skip
-            fresh = CachedCluster(secret=secret, ips=self._addresses(secret, cached), fetched_at=now)
-            used = self._trust.accept(cached, fresh)
-        except (RegionError, ContractError) as exc:
-            if cached is None:
-                raise
-            log.warning("keeping the cached cluster secret: %s", exc, extra={"cluster": self.cluster})
-            self._secret_checked = time.monotonic() - self.config.timing.secret_refresh_interval \
-                + self.config.probe_interval
-            return cached
-        self._secret_checked = time.monotonic()
-        return used
-
-    def _addresses(self, secret: ClusterSecret, cached: CachedCluster | None) -> tuple[str, ...]:
-        host, port = endpoint_host_port(secret.endpoint)
-        resolved = resolve(host, port)
-        if not resolved and cached is not None and cached.secret.endpoint == secret.endpoint:
-            resolved = list(cached.ips)
-        pinned = list(self.settings.endpoint_ips)
-        return tuple(dict.fromkeys(pinned + resolved))
 
     # --- reading what is installed --------------------------------------------------------------------
 
