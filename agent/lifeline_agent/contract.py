@@ -131,11 +131,15 @@ class ClusterSecret:
         if self.ca_sha256 and self.ca_sha256 != digest:
             raise ContractError("caSha256: does not match certificateAuthorityData")
         object.__setattr__(self, "ca_sha256", digest)
+        if not GROUP_PATTERN.fullmatch(self.breakglass_group) or self.breakglass_group.startswith("system:"):
+            raise ContractError(f"breakglassGroup: {self.breakglass_group!r} is not an allowed group name")
+        self._check_origin()
+
+    def _check_origin(self) -> None:
+        """What a secret written in the Region carries: a time stamp and exactly one Outpost."""
         if not self.updated_at:
             now = dt.datetime.now(dt.UTC).replace(microsecond=0)
             object.__setattr__(self, "updated_at", now.isoformat().replace("+00:00", "Z"))
-        if not GROUP_PATTERN.fullmatch(self.breakglass_group) or self.breakglass_group.startswith("system:"):
-            raise ContractError(f"breakglassGroup: {self.breakglass_group!r} is not an allowed group name")
         if len(self.outpost_arns) != 1 or not all(OUTPOST_ARN_PATTERN.fullmatch(a) for a in self.outpost_arns):
             raise ContractError("outpostArns: expected exactly one Outpost ARN")
 

@@ -23,12 +23,8 @@ from typing import Any
 
 from lifeline_agent.contract import (
     DEFAULT_BREAKGLASS_GROUP,
-    GROUP_PATTERN,
     ClusterSecret,
     ContractError,
-    ca_sha256,
-    validate_cluster_name,
-    validate_endpoint,
 )
 from lifeline_agent.kubeconfig import atomic_write, dump_kubeconfig, load_kubeconfig
 from lifeline_agent.permissions import make_private_directories
@@ -53,15 +49,7 @@ class ConfiguredCluster(ClusterSecret):
     is ever read back as the other (an older agent finds no ``secret`` and fetches one from the Region).
     """
 
-    def __post_init__(self) -> None:
-        validate_cluster_name(self.cluster_name)
-        object.__setattr__(self, "endpoint", validate_endpoint(self.endpoint))
-        digest = ca_sha256(self.certificate_authority_data)
-        if self.ca_sha256 and self.ca_sha256 != digest:
-            raise ContractError("caSha256: does not match certificateAuthorityData")
-        object.__setattr__(self, "ca_sha256", digest)
-        if not GROUP_PATTERN.fullmatch(self.breakglass_group) or self.breakglass_group.startswith("system:"):
-            raise ContractError(f"breakglassGroup: {self.breakglass_group!r} is not an allowed group name")
+    def _check_origin(self) -> None:
         if self.cluster_arn or self.outpost_arns or self.cluster_id:
             raise ContractError("a configured cluster has no ARN, Outpost or cluster id: those come from the Region")
 
