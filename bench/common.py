@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 # BENCH_RESULTS_DIR sends a trial run elsewhere, so it does not overwrite the committed results.
-RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or DEFAULT_RESULTS)
 
 
 def spread(samples: list[float]) -> dict[str, float | int]:

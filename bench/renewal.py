@@ -4,13 +4,20 @@ Agent: one ``ClusterAgent.step()`` of the daemon's code in this process (new key
 certificate, verify with the new kubeconfig alone, atomic install). Manual: ``manual_renewal.sh`` (openssl +
 kubectl). 30 s certificates (backdated 5 minutes) make every agent step a renewal. Agent and manual runs
 alternate, so drift in the machine's load hits both alike.
+
+Each control-plane backend that can run here is measured in the same run, one after the other, each in its
+own lab: ``emulated`` (the lab's in-process API server) and ``real`` (etcd + kube-apiserver +
+kube-controller-manager v1.28.7 from ``../shared/kube``, 30 s certificates from
+``--cluster-signing-duration``). A backend that cannot run is recorded as skipped, with the reason.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +25,12 @@ from bench.common import spread
 from lab.agentkit import VENV_BIN, agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
-ROUNDS = {"full": {"ecdsa-p256": 30, "rsa-2048": 30, "rsa-4096": 15}, "quick": dict.fromkeys(KEY_TYPES, 4)}
+ROUNDS = {"full": {"ecdsa-p256": 30, "rsa-2048": 30, "rsa-4096": 15}, "quick": dict.fromkeys(KEY_TYPES, 4),
+          "smoke": dict.fromkeys(KEY_TYPES, 3)}  # fmt: skip
+BACKENDS = ("emulated", "real")
 MANUAL_SCRIPT = Path(__file__).resolve().parent / "manual_renewal.sh"
 MANUAL_USER = "manual-operator"
+SIGNING_DURATION_SECONDS = 30
 
 
 class RenewalFailed(RuntimeError):
@@ -49,28 +59,46 @@ def time_manual_renewal(work: Path, admin: Path, server: str, ca: Path, key_type
     return elapsed
 
 
-def run(variant: str) -> dict[str, Any]:
+def backend_unavailable(backend: str) -> str | None:
+    """Why ``backend`` cannot run here, or ``None``."""
+    if backend == "real":
+        from lab.controlplane.real import unavailable_reason
+
+        return unavailable_reason()
+    return None
+
+
+def describe_backend(backend: str) -> str:
+    if backend == "real":
+        from lab.controlplane.real import KUBE_VERSION
+
+        return (f"real: etcd + kube-apiserver + kube-controller-manager {KUBE_VERSION} (separate processes), "
+                f"certificates capped by --cluster-signing-duration={SIGNING_DURATION_SECONDS}s")  # fmt: skip
+    return "emulated: the lab's API server in this process (the in-process agent shares its GIL)"
+
+
+def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
+    """The renewal figures of every key type on one cluster of ``backend``, in a lab of its own."""
     from lifeline_agent.config import load_config
     from lifeline_agent.daemon import make_link_monitor
     from lifeline_agent.reconcile import ClusterAgent
 
-    isolate_from_aws()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-renewal-") as tmp, started_lab(Path(tmp) / "lab") as lab:
+    with started_lab(tmp / "lab", control_plane=backend) as lab:
         cluster = seeded_cluster(lab, "renewal")
-        lab.control_plane(cluster).set_signing_duration(30)
+        lab.control_plane(cluster).set_signing_duration(SIGNING_DURATION_SECONDS)
         admin = lab.admin_kubeconfig(cluster)
         info = lab.describe_cluster(cluster)
-        ca = Path(tmp) / "ca.crt"
+        ca = tmp / "ca.crt"
         ca.write_bytes(info.ca_pem)
         subprocess.run([str(VENV_BIN / "kubectl"), "--kubeconfig", str(admin), "create", "clusterrolebinding",
                         "manual-operator", "--clusterrole=cluster-admin", f"--user={MANUAL_USER}"], check=True,
                        capture_output=True)  # fmt: skip
         for key_type in KEY_TYPES:
-            work = Path(tmp) / f"manual-{key_type}"
+            work = tmp / f"manual-{key_type}"
             work.mkdir()
             with agent_credentials(lab):
-                config = load_config(write_config(lab, Path(tmp) / f"agent-{key_type}", [cluster], key_type=key_type))
+                config = load_config(write_config(lab, tmp / f"agent-{key_type}", [cluster], key_type=key_type))
                 agent = ClusterAgent(config, cluster, make_link_monitor(config, None))
                 agent.step()  # bootstrap (IAM token through the Region), not timed
                 kubeconfig = config.cluster_dir(cluster) / "kubeconfig"
@@ -86,13 +114,43 @@ def run(variant: str) -> dict[str, Any]:
                 "manual_seconds": manual_stats,
                 "ratio_manual_over_agent_median": round(manual_stats["median"] / agent_stats["median"], 2),
             }
-            print(f"renewal {key_type}: agent median {agent_stats['median']:.3f} s, manual median "
+            print(f"renewal [{backend}] {key_type}: agent median {agent_stats['median']:.3f} s, manual median "
                   f"{manual_stats['median']:.3f} s, ratio {results[key_type]['ratio_manual_over_agent_median']}x",
                   flush=True)  # fmt: skip
+    version = {}
+    if backend == "real":
+        from lab.controlplane.real import KUBE_VERSION
+
+        version = {"kubernetes_version": KUBE_VERSION}
+    return {"control_plane": describe_backend(backend), **version, "key_types": results,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+
+
+def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
+    isolate_from_aws()
+    measured: dict[str, Any] = {}
+    failures: list[str] = []
+    for backend in backends:
+        reason = backend_unavailable(backend)
+        if reason is not None:
+            measured[backend] = {"skipped": reason}
+            print(f"renewal [{backend}]: skipped: {reason}", flush=True)
+            continue
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"bench-renewal-{backend}-") as tmp:
+            try:
+                measured[backend] = measure(backend, variant, Path(tmp))
+            except Exception as exc:  # noqa: BLE001 - recorded; the other backend's figures still count
+                measured[backend] = {"failed": f"{type(exc).__name__}: {str(exc)[-500:]}"}
+                failures.append(f"renewal [{backend}]: {measured[backend]['failed']}")
+                print(failures[-1], flush=True)
+        measured[backend]["wall_seconds"] = round(time.monotonic() - started, 1)
     return {
         "what": "one full renewal: new key, CSR, approve, wait for the certificate, verify with the new "
                 "kubeconfig alone, install (agent: in-process ClusterAgent.step, the daemon's code; manual: "
                 "bench/manual_renewal.sh, openssl + kubectl, DESIGN section 1 steps 1-3 and 6 + a proving kubectl "
-                "call); same lab control plane, alternating runs",
-        "key_types": results,
+                "call); same lab control plane, alternating runs; each control-plane backend in its own lab, "
+                "one after the other",
+        "backends": measured,
+        **({"failures": failures} if failures else {}),
     }

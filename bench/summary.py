@@ -1,27 +1,58 @@
-"""bench/results/SUMMARY.md: the table of figures, made from the JSON results (``python -m bench.summary``)."""
+"""bench/results/SUMMARY.md: the table of figures, made from the JSON results (``python -m bench.summary``).
+
+Every row says which control plane it was measured on: ``emulated`` (the lab's API server) or ``real``
+(kube-apiserver from ../shared/kube). renewal.json has one entry per backend under ``backends``; results
+written before that (``key_types`` at the top) are the emulated backend's, and real is shown as not run.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, read_result
+from bench.common import DEFAULT_RESULTS, RESULTS, read_result
 
 
 def _s(value: Any, unit: str = " s") -> str:
     return "-" if value is None else f"{value:g}{unit}" if isinstance(value, int | float) else str(value)
 
 
-def renewal_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+Row = tuple[str, str, str, str]  # figure, control plane, value, details
+RENEWAL_BACKENDS = ("emulated", "real")
+
+
+def renewal_backends(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``backend -> figures`` of a renewal result, old (``key_types`` at the top: emulated only) or new."""
+    if "backends" in result:
+        return dict(result["backends"])
+    return {"emulated": {"key_types": result.get("key_types", {})},
+            "real": {"not_run": "these results predate the real backend's renewal benchmark"}}  # fmt: skip
+
+
+def backend_label(backend: str, figures: dict[str, Any]) -> str:
+    version = figures.get("kubernetes_version")
+    return f"{backend} ({version})" if version else backend
+
+
+def renewal_rows(result: dict[str, Any]) -> list[Row]:
     rows = []
-    for key_type, figures in result.get("key_types", {}).items():
-        agent, manual = figures["agent_seconds"], figures["manual_seconds"]
-        rows.append((
-            f"Renewal, {key_type}: agent vs manual procedure (median)",
-            f"{agent['median']:.3f} s vs {manual['median']:.3f} s: **{figures['ratio_manual_over_agent_median']}x**",
-            f"agent p10-p90 {agent['p10']:.3f}-{agent['p90']:.3f} s, manual {manual['p10']:.3f}-{manual['p90']:.3f} s; "
-            f"n = {agent['n']} each",
-        ))  # fmt: skip
+    measured = renewal_backends(result)
+    for backend in [*RENEWAL_BACKENDS, *(b for b in measured if b not in RENEWAL_BACKENDS)]:
+        figures = measured.get(backend, {"not_run": "not in this run (python -m bench renewal)"})
+        label = backend_label(backend, figures)
+        for status in ("skipped", "failed", "not_run"):
+            if status in figures:
+                value = "**failed**" if status == "failed" else status.replace("_", " ")
+                rows.append(("Renewal: agent vs manual procedure", label, value, str(figures[status])))
+        for key_type, by_key in figures.get("key_types", {}).items():
+            agent, manual = by_key["agent_seconds"], by_key["manual_seconds"]
+            rows.append((
+                f"Renewal, {key_type}: agent vs manual procedure (median)",
+                label,
+                f"{agent['median']:.3f} s vs {manual['median']:.3f} s: **{by_key['ratio_manual_over_agent_median']}x**",
+                f"agent p10-p90 {agent['p10']:.3f}-{agent['p90']:.3f} s, "
+                f"manual {manual['p10']:.3f}-{manual['p90']:.3f} s; n = {agent['n']} each",
+            ))  # fmt: skip
     return rows
 
 
@@ -81,20 +112,32 @@ def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 SECTIONS = (("renewal", renewal_rows), ("footprint", footprint_rows), ("fleet", fleet_rows), ("outage", outage_rows))
 
 
+def rows_of(name: str, result: dict[str, Any]) -> list[Row]:
+    """The rows of one result; the benchmarks other than renewal ran on the emulated control plane unless
+    their JSON says otherwise (``control_plane_backend``)."""
+    if name == "renewal":
+        return renewal_rows(result)
+    backend = str(result.get("control_plane_backend", "emulated"))
+    return [(figure, backend, value, details) for figure, value, details in dict(SECTIONS)[name](result)]
+
+
 def table() -> str:
-    lines = ["| Figure | Value | Details |", "|---|---|---|"]
+    lines = ["| Figure | Control plane | Value | Details |", "|---|---|---|---|"]
     sources = []
-    for name, rows in SECTIONS:
+    shown_dir = "bench/results" if RESULTS == DEFAULT_RESULTS else str(RESULTS)
+    for name, _ in SECTIONS:
         result = read_result(name)
         if result is None:
-            lines.append(f"| {name} | not run | `python -m bench {name}` |")
+            lines.append(f"| {name} | - | not run | `python -m bench {name}` |")
             continue
-        sources.append(f"`bench/results/{name}.json` ({result.get('variant')} variant, {result.get('finished_at')})")
-        lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(result)]
+        sources.append(f"`{shown_dir}/{name}.json` ({result.get('variant')} variant, {result.get('finished_at')})")
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows_of(name, result)]
     machine = next((r["machine"] for n, _ in SECTIONS if (r := read_result(n))), {})
     lines += ["", "Sources: " + "; ".join(sources) + ".",
               f"Machine: {machine.get('cpus')} CPUs, Python {machine.get('python')}, kubectl {machine.get('kubectl')}, "
-              f"Linux {machine.get('kernel')}; the lab (moto Region, emulated control planes) on the same machine; "
+              f"Linux {machine.get('kernel')}; the lab on the same machine: moto Region; control plane `emulated` "
+              "is the lab's API server (in the benchmark's process for renewal), `real` is etcd + kube-apiserver + "
+              "kube-controller-manager from ../shared/kube as separate processes; "
               "load average at the end of each run is in its JSON (other work shares the machine)."]
     return "\n".join(lines) + "\n"
 
