@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -184,7 +185,7 @@ class AgentProcess:
         if notify:
             self.env["NOTIFY_SOCKET"] = str(notify.path)
         self._log = log_path.open("ab")
-        self.started = time.monotonic()
+        self.started, self.started_at = time.monotonic(), time.time()
         self.process = subprocess.Popen([*wrapper, str(AGENT), "run", "--config", str(config)], stdout=self._log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
                                         preexec_fn=preexec)  # fmt: skip
@@ -205,6 +206,15 @@ class AgentProcess:
 
     def renewals(self) -> int:
         return sum(r.get("message") == RENEWED for r in self.records())
+
+    def renew_now(self) -> bool:
+        """SIGUSR1 (every cluster renews now, whatever its deadline) once the daemon can take it: after it
+        published a status (its signal handlers are in place by then; before, SIGUSR1 would end it)."""
+        statuses = (self.config.parent / "state").glob("*/status.json")
+        if not self.alive() or not any(path.stat().st_mtime >= self.started_at for path in statuses):
+            return False
+        os.kill(self.pid, signal.SIGUSR1)
+        return True
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -67,8 +67,9 @@ class DemoOptions:
     lab: Any | None = None  # a started lab.lab.Lab to use (tests); None: start one and tear it down
     cluster_prefix: str = "demo"
     # The local control plane's signer cap. Certificates are backdated 5 min and renewed at 70-90 % of
-    # notAfter - notBefore: 80 s gives renewals 0-42 s apart (60 s: a storm, about one a second).
-    signing_duration_seconds: int = 80
+    # The signer's cap: 30 s certificates are renewed 21-27 s apart (70-90 % of what is left of one when it
+    # arrives; the 5-minute backdate is already spent), so the outage shows a few renewals in about a minute.
+    signing_duration_seconds: int = 30
     min_offline_renewals: int = 2
     offline_call_interval: float = 2.0
     min_offline_calls: int = 10

@@ -32,6 +32,7 @@ DEFAULT_OUTPOST_ARN = "arn:aws:outposts:us-west-2:123456789012:outpost/op-0abcde
 CLUSTER_ROLE_ARN = "arn:aws:iam::123456789012:role/lab-eks-cluster-role"
 REGION_ROUTE = "region"
 ONE_YEAR_SECONDS = 365 * 24 * 3600
+CREATE_CLUSTER_TIMEOUT = 180.0  # seconds: see _create_cluster
 
 
 class LabError(RuntimeError):
@@ -317,7 +318,10 @@ class Lab:
             request["outpostConfig"] = outpost_config
         if activation_delay is not None:
             request["tags"] = {"lab:activation-delay": str(activation_delay)}
-        self.client("eks").create_cluster(**request)
+        # The control plane starts inside CreateCluster (a real one: etcd, kube-apiserver, kube-controller-
+        # manager, ~10 s on a busy machine): a short read timeout would make botocore send it again, and the
+        # retry fails "Cluster already exists" although the first call worked.
+        self.client("eks", timeout=CREATE_CLUSTER_TIMEOUT).create_cluster(**request)
         if wait_active:
             return self.wait_active(name)
         return self.describe_cluster(name)

@@ -85,6 +85,13 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGUSR1, lambda *_: self.renew_all("renewal requested (SIGUSR1)"))
+
+    def renew_all(self, reason: str) -> None:
+        """Every cluster renews its certificate now, whatever its deadline (``systemctl kill -s USR1``)."""
+        for name, agent in list(self.agents.items()):
+            agent.request_renewal(reason)
+            self._wake[name].set()
 
     def _start_cluster(self, name: str) -> None:
         agent = WatchedAgent(self.config, name, self.link, self.observer)

@@ -1,6 +1,9 @@
 """When to renew: pure functions, the kubelet certificate manager's rules.
 
-- Deadline: ``notBefore + U(0.7, 0.9) x (notAfter - notBefore)``, from the *issued* certificate.
+- Deadline: ``notBefore + U(0.7, 0.9) x (notAfter - notBefore)``, from the *issued* certificate. Where that
+  point had already passed when the certificate was received (a lifetime so short that the signer's 5-minute
+  backdate is most of it, as in the lab), the same fraction of what was left at receipt instead, so that a
+  fresh certificate is never renewed at once. A real lifetime (10 minutes or more) keeps the kubelet's rule.
 - At once when the certificate no longer matches what is wanted (subject, key type, CA).
 - Failures back off exponentially with full jitter, capped.
 """
@@ -25,12 +28,17 @@ class Wanted:
     ca_pem: bytes
 
 
-def renewal_deadline(not_before: float, not_after: float, rng: random.Random | None = None) -> float:
-    """A random point in [70 %, 90 %] of the certificate's lifetime (epoch seconds)."""
+def renewal_deadline(not_before: float, not_after: float, rng: random.Random | None = None, *,
+                     received_at: float | None = None) -> float:  # fmt: skip
+    """A random point in [70 %, 90 %] of the certificate's lifetime (epoch seconds), or of what was left of it
+    at ``received_at`` when the first point was already past then."""
     if not_after <= not_before:
         raise ValueError("certificate notAfter is not after notBefore")
     fraction = (rng or random).uniform(LOW, HIGH)
-    return not_before + fraction * (not_after - not_before)
+    deadline = not_before + fraction * (not_after - not_before)
+    if received_at is not None and deadline <= received_at < not_after:
+        return received_at + fraction * (not_after - received_at)
+    return deadline
 
 
 def mismatch(certificate: IssuedCertificate, wanted: Wanted) -> str | None:

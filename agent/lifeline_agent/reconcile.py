@@ -73,6 +73,7 @@ class ClusterAgent:
         self.next_renewal: float | None = None
         self._deadline_for: bytes | None = None
         self._last_logged: tuple[ClusterState, str] | None = None
+        self._renewal_requested: str | None = None
         self._delete_csrs = CsrCleanup(cluster)
         self.store.remove_stale_sessions()
         self.link = regionless.link_for(self.settings, self.store, link)  # Region-less: never waits for the link
@@ -111,6 +112,10 @@ class ClusterAgent:
         self.publish()
         return max(0.0, delay)
 
+    def request_renewal(self, reason: str) -> None:
+        """Renew at the next step whatever the deadline says (an operator's request, e.g. a key may have leaked)."""
+        self._renewal_requested = reason
+
     def _record_failure(self, state: ClusterState, message: str, level: int) -> None:
         self.failures += 1
         self.state, self.last_error = state, message
@@ -140,6 +145,7 @@ class ClusterAgent:
 
     def _reconcile(self, cache: CachedCluster, now: float) -> float:
         installed = self._installed()
+        swaps = self.store.swaps
         if installed is not None:
             self.not_after = installed.certificate.not_after
         wanted = self._wanted(cache)
@@ -159,6 +165,8 @@ class ClusterAgent:
                     self._issue(cache, None, f"{reason}; the certificate for {old_group!r} may not request a new one")
         elif installed.target.ca_pem != cache.secret.ca_pem:
             self._issue(cache, installed, "the cluster CA changed in the secret")
+        elif self._renewal_requested is not None:
+            self._issue(cache, installed, self._renewal_requested)
         elif now >= self._deadline(installed.certificate):
             self._issue(cache, installed, f"renewal deadline {utc(self._deadline(installed.certificate))} reached")
         elif self._endpoint_moved(installed, cache):
@@ -168,7 +176,7 @@ class ClusterAgent:
                 self._verify_installed(installed, cache)
             except kube.Unauthorized as exc:  # e.g. the cluster's CA was rotated before the secret said so
                 self._issue(cache, None, f"the API server no longer accepts the certificate ({exc})")
-        current = self._installed()
+        current = self._installed() if self.store.swaps != swaps else installed
         if current is None:
             raise StoreError("no kubeconfig is installed after this step")
         self.not_after = current.certificate.not_after
@@ -212,7 +220,8 @@ class ClusterAgent:
         key = certificate.fingerprint  # not (notBefore, notAfter): two certificates can share those seconds
         if self._deadline_for != key:
             self._deadline_for = key
-            self._deadline_value = renewal_deadline(certificate.not_before, certificate.not_after, self.rng)
+            self._deadline_value = renewal_deadline(certificate.not_before, certificate.not_after, self.rng,
+                                                    received_at=self.store.installed_at())  # fmt: skip
         return self._deadline_value
 
     def _endpoint_moved(self, installed: Installed, cache: CachedCluster) -> bool:
@@ -305,7 +314,7 @@ class ClusterAgent:
         config = self._kubeconfig(target, cert_pem, new_key)
         self._verify(config, wanted.organization)
         self.store.install(config, new_key)
-        self.last_renewal = self.clock()
+        self.last_renewal, self._renewal_requested = self.clock(), None
         self._count_renewal("success")
         log.info("installed a new kubeconfig", extra={
             "cluster": self.cluster, "server": target.server, "not_after": utc(certificate.not_after),
@@ -314,9 +323,9 @@ class ClusterAgent:
     def _csr_round_trip(self, session: kube.KubeSession, csr: bytes) -> bytes:
         stem = re.sub(r"[^a-z0-9-]+", "-", f"{self.config.host_id[:20]}-{self.cluster[:30]}".lower())
         name = f"lifeline-{stem}-{secrets.token_hex(4)}"  # a valid object name, unique per attempt
-        session.create_csr(name, csr, CSR_USAGES, self.config.certificate_lifetime)
+        created = session.create_csr(name, csr, CSR_USAGES, self.config.certificate_lifetime)
         try:
-            session.approve_csr(name, f"lifeline agent on host {self.config.host_id}")
+            session.approve_csr(name, f"lifeline agent on host {self.config.host_id}", created)
             return session.wait_for_certificate(name, self.config.timing.csr_timeout)
         finally:
             self._delete_csrs.after_use(session, name)

@@ -102,6 +102,7 @@ class ClusterStore:
     def __init__(self, directory: Path, *, operators_group: str | None = None) -> None:
         self.directory = Path(directory)
         self.operators_group = operators_group
+        self.swaps = 0  # how often this object replaced the current kubeconfig (install or restore)
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -134,6 +135,13 @@ class ClusterStore:
         """The installed kubeconfig, parsed; ``None`` when there is none yet."""
         return self._load(self.kubeconfig_path)
 
+    def installed_at(self) -> float | None:
+        """When the current kubeconfig was written (epoch seconds), ``None`` when there is none."""
+        try:
+            return self.kubeconfig_path.stat().st_mtime
+        except OSError:
+            return None
+
     def previous(self) -> dict[str, Any] | None:
         """The previous generation, parsed; ``None`` when there is none."""
         return self._load(self.path(PREVIOUS))
@@ -143,6 +151,7 @@ class ClusterStore:
         mode = 0o640 if self.operators_group else 0o600
         atomic_write(self.kubeconfig_path, self.path(PREVIOUS).read_bytes(), mode=mode, group=self.operators_group)
         atomic_write(self.path(KEY), key_pem, mode=0o600)
+        self.swaps += 1
 
     def _load(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -169,6 +178,7 @@ class ClusterStore:
             atomic_write(self.path(PREVIOUS), previous, mode=mode, group=self.operators_group)
         atomic_write(self.kubeconfig_path, new, mode=mode, group=self.operators_group)
         atomic_write(self.path(KEY), key_pem, mode=0o600)
+        self.swaps += 1
 
     # --- the cached secret and IPs ------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ def test_the_key_never_leaves_the_host(lab, seeded_cluster, tmp_path):
 @both_backends
 def test_renews_offline_with_its_own_certificate_and_kubectl_never_fails(
         lab, seeded_cluster, tmp_path, kubectl, link_restored, running_agents):
-    lab.control_plane(seeded_cluster).set_signing_duration(60)  # 60 s certificates (+ 5 min backdate)
+    lab.control_plane(seeded_cluster).set_signing_duration(20)  # renewed 14-18 s apart
     config = write_config(lab, tmp_path, [seeded_cluster], probe_interval="1s")
     state = tmp_path / "state"
     agent = RunningAgent(lab, config, tmp_path / "agent.log")

@@ -30,6 +30,7 @@ class InProcessAgent:
         self.kubeconfig = self.config.cluster_dir(cluster) / "kubeconfig"
 
     def step(self) -> Any:
+        self.agent.request_renewal("the test renews at every step")  # kept until a renewal succeeds
         self.agent.step()
         return self.agent.state
 
@@ -45,7 +46,7 @@ def renewing(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InP
     from lifeline_agent.observability import ClusterState
 
     cluster = seeded_cluster(lab, "faults")
-    lab.control_plane(cluster).set_signing_duration(30)  # every deadline already past: each step renews
+    lab.control_plane(cluster).set_signing_duration(30)
     with agent_credentials(lab):
         agent = InProcessAgent(lab, tmp_path_factory.mktemp("faults"), cluster)
         assert agent.step() is ClusterState.READY

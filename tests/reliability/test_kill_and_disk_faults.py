@@ -7,6 +7,7 @@ renews by itself.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,19 @@ def assert_works(kubeconfig: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def asking_for_renewals(agent: AgentProcess, done: Callable[[], bool]) -> Callable[[], bool]:
+    """A wait condition that asks ``agent`` to renew now (SIGUSR1) until ``done()``."""
+    def condition() -> bool:
+        if done():
+            return True
+        agent.renew_now()
+        return False
+
+    return condition
+
+
 def test_sigkill_at_each_step_leaves_a_working_kubeconfig_and_a_restart_recovers(lab, cluster, tmp_path, agents):
-    lab.control_plane(cluster).set_signing_duration(30)  # continuous renewals
+    lab.control_plane(cluster).set_signing_duration(30)
     config = write_config(lab, tmp_path, [cluster])
     kubeconfig = tmp_path / "state" / cluster / "kubeconfig"
     log = tmp_path / "agent.log"
@@ -37,14 +49,15 @@ def test_sigkill_at_each_step_leaves_a_working_kubeconfig_and_a_restart_recovers
         step = STEPS["verify-read" if step_name == "install" else step_name]
         with StepHook(lab.control_plane(cluster), step, kill_after(lambda: agents[-1].pid, delay)) as hook:
             agents.append(agent := AgentProcess(lab, config, log))
-            wait_for(hook.fired.is_set, 60, f"a renewal reaching {step_name}")
+            wait_for(asking_for_renewals(agent, hook.fired.is_set), 60, f"a renewal reaching {step_name}")
             agent.process.wait(timeout=30)
         assert agent.process.returncode == -9
         assert_works(kubeconfig)
 
     renewed_before = (recovered := AgentProcess(lab, config, log)).renewals()
     agents.append(recovered)
-    wait_for(lambda: recovered.renewals() > renewed_before + 1, 60, "renewals after the restart")
+    wait_for(asking_for_renewals(recovered, lambda: recovered.renewals() > renewed_before + 1), 60,
+             "renewals after the restart", interval=0.5)  # fmt: skip
     assert_works(kubeconfig)
     # Sessions the killed agents left (copies of the client key) were swept; only in-flight ones may exist.
     assert len([n for n in leftovers(kubeconfig.parent) if n.startswith(".session-")]) <= 1
@@ -84,10 +97,10 @@ def test_disk_full_or_read_only_state_keeps_the_last_kubeconfig_then_recovers(la
         before = kubeconfig.read_bytes()
         if fault == "disk-full":
             disk.fill()
-            agent.step()
+            renew(agent)
         else:  # the state turns read-only after the new kubeconfig was proven, just before it is written
             with StepHook(lab.control_plane(cluster), STEPS["verify-read"], lambda _r: disk.read_only()) as hook:
-                agent.step()
+                renew(agent)
             assert hook.fired.is_set()
         expected = "No space left on device" if fault == "disk-full" else "Read-only file system"
         assert agent.state is ClusterState.RENEWING, agent.last_error  # still serving the last kubeconfig
@@ -95,12 +108,12 @@ def test_disk_full_or_read_only_state_keeps_the_last_kubeconfig_then_recovers(la
         assert kubeconfig.read_bytes() == before
         assert_works(kubeconfig)
 
-        agent.step()  # still broken: keeps serving the last kubeconfig, no crash
+        renew(agent)  # still broken: keeps serving the last kubeconfig, no crash
         assert agent.state is ClusterState.RENEWING
         assert kubeconfig.read_bytes() == before
 
         disk.free() if fault == "disk-full" else disk.read_only(False)
-        agent.step()
+        renew(agent)
         assert agent.state is ClusterState.READY, agent.last_error
         assert kubeconfig.read_bytes() != before
         assert_works(kubeconfig)
@@ -117,16 +130,22 @@ def test_disk_filling_up_during_renewals_never_leaves_a_broken_kubeconfig(lab, c
         hog.start()
         try:
             for _ in range(5):
-                agent.step()
+                renew(agent)
                 assert_works(kubeconfig)
         finally:
             stop.set()
             hog.join()
         disk.free()
-        agent.step()
+        renew(agent)
         assert agent.state.value == "ready", agent.last_error
         assert_works(kubeconfig)
         assert [n for n in leftovers(kubeconfig.parent) if n.startswith(".kubeconfig")] == []
+
+
+def renew(agent: Any) -> None:
+    """One step that renews whatever the deadline says (the request stays until a renewal succeeds)."""
+    agent.request_renewal("the test renews now")
+    agent.step()
 
 
 def bootstrapped_agent(lab: Any, directory: Path, cluster: str) -> tuple[Any, Path]:

@@ -61,6 +61,37 @@ def test_deadline_follows_the_issued_lifetime_not_the_requested_one():
     assert 100.0 + 0.7 * 360 <= deadline <= 100.0 + 0.9 * 360
 
 
+BACKDATE = 300.0  # the signer's notBefore is 5 minutes before it signed
+
+
+@pytest.mark.parametrize("lifetime", [600.0, 3600.0, 86400.0, 365 * 86400.0])
+def test_real_lifetimes_keep_the_kubelet_rule_when_received(lifetime):
+    # The API's shortest lifetime is 10 minutes: its kubelet deadline is never past when it arrives.
+    not_before, not_after, received = 1_000.0, 1_000.0 + BACKDATE + lifetime, 1_000.0 + BACKDATE + 0.5
+    for seed in range(200):
+        assert renewal_deadline(not_before, not_after, random.Random(seed), received_at=received) \
+            == renewal_deadline(not_before, not_after, random.Random(seed))  # fmt: skip
+
+
+def test_a_certificate_shorter_than_the_backdate_is_not_renewed_on_arrival():
+    # 30 s certificates (lab): the kubelet point is 70-90 % of 330 s after notBefore, before the 300 s mark.
+    not_before, received = 1_000.0, 1_000.0 + BACKDATE + 0.2
+    not_after = not_before + BACKDATE + 30.0
+    for seed in range(500):
+        deadline = renewal_deadline(not_before, not_after, random.Random(seed), received_at=received)
+        left = not_after - received
+        assert received + 0.7 * left <= deadline <= received + 0.9 * left
+
+
+def test_a_certificate_received_after_its_deadline_from_disk_renews_at_once():
+    # Found on disk long after it was installed (the agent was stopped): its deadline stays in the past.
+    not_before, not_after = 1_000.0, 1_000.0 + 1_000.0
+    deadline = renewal_deadline(not_before, not_after, random.Random(3), received_at=1_100.0)
+    assert deadline <= 1_000.0 + 0.9 * 1_000.0
+    assert renewal_deadline(not_before, not_after, random.Random(3), received_at=2_000.0) \
+        == renewal_deadline(not_before, not_after, random.Random(3))  # fmt: skip
+
+
 def test_deadline_rejects_a_certificate_that_ends_before_it_starts():
     with pytest.raises(ValueError, match="notAfter"):
         renewal_deadline(10.0, 10.0)
