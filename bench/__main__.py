@@ -1,8 +1,8 @@
-"""``python -m bench [--quick|--smoke] [--backend B] [renewal|footprint|fleet|outage ...]``: run benchmarks,
-write bench/results/ (or $BENCH_RESULTS_DIR).
+"""``python -m bench [--quick|--smoke] [--backend B] [renewal|footprint|fleet|outage|lambda_package ...]``: run
+benchmarks, write bench/results/ (or $BENCH_RESULTS_DIR).
 
-With no names: renewal and fleet one after the other, then footprint and outage side by side (each in its
-own process with its own lab: the 10-minute idle and the 10-minute outage overlap), then SUMMARY.md.
+With no names: renewal, fleet and lambda_package one after the other, then footprint and outage side by side (each
+in its own process with its own lab: the 10-minute idle and the 10-minute outage overlap), then SUMMARY.md.
 renewal runs on every control-plane backend that can run here (emulated, and real when ../shared/kube has
 the binaries; else real is recorded as skipped, with the reason); the others run on the emulated one.
 --smoke is the shortest variant (a few rounds, seconds of idle/outage), to prove the benchmarks still run.
@@ -22,7 +22,7 @@ from bench.common import write_result
 
 BACKENDS = ("emulated", "real")  # bench.renewal.BACKENDS (not imported here: it pulls in the lab)
 
-NAMES = ("renewal", "footprint", "fleet", "outage")
+NAMES = ("renewal", "footprint", "fleet", "outage", "lambda_package")
 
 
 def runner(name: str) -> Callable[[str], dict[str, Any]]:
@@ -32,6 +32,8 @@ def runner(name: str) -> Callable[[str], dict[str, Any]]:
         from bench.footprint import run
     elif name == "fleet":
         from bench.fleet import run
+    elif name == "lambda_package":
+        from bench.lambda_package import run
     else:
         from bench.outage import run
     return run
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.names:
             ok = run_one(name, variant, args.backends) and ok
     else:
-        for name in ("renewal", "fleet"):
+        for name in ("renewal", "fleet", "lambda_package"):
             ok = run_one(name, variant, args.backends) and ok
         flags = {"smoke": ["--smoke"], "quick": ["--quick"]}.get(variant, [])
         children = [subprocess.Popen([sys.executable, "-m", "bench", *flags, name]) for name in ("footprint", "outage")]

@@ -487,10 +487,23 @@ class Lab:
             secrets.create_secret(Name=secret.secret_name, SecretString=secret.to_json())
         except secrets.exceptions.ResourceExistsException:
             secrets.put_secret_value(SecretId=secret.secret_name, SecretString=secret.to_json())
-        with self.kubernetes_api_client(name) as api_client:
-            rbac.apply_objects(api_client, rbac.lifeline_objects(group))
-            rbac.apply_aws_auth(api_client, [self.agent_principal.arn])
+        with self.kube_session(name) as session:
+            rbac.apply_objects(session, rbac.lifeline_objects(group))
+            rbac.apply_aws_auth(session, [self.agent_principal.arn])
         return secret
+
+    @contextlib.contextmanager
+    def kube_session(self, name: str) -> Any:
+        """A ``lifeline_agent.kube.KubeSession`` authenticated as the lab admin (X.509)."""
+        from lifeline_agent import kube
+
+        server, ca_pem = self._server_for(name)
+        cert_pem, key_pem = self.control_plane(name).admin_credentials()
+        credential = kube.Credential(cert_pem=_as_bytes(cert_pem), key_pem=_as_bytes(key_pem))
+        with tempfile.TemporaryDirectory(prefix="lab-admin-", dir=self.state_dir) as tmp, kube.KubeSession(
+            kube.Target(server=server, ca_pem=_as_bytes(ca_pem)), credential, workdir=Path(tmp)
+        ) as session:
+            yield session
 
     @contextlib.contextmanager
     def kubernetes_api_client(self, name: str) -> Any:

@@ -1,5 +1,5 @@
-"""The in-cluster objects of the contract, and applying them: one implementation for the Region's
-RBAC bootstrap Lambda and the lab.
+"""The in-cluster objects of the contract, and applying them through :mod:`lifeline_agent.kube`: one
+implementation for the Region's RBAC bootstrap Lambda and the lab.
 
 - ClusterRoleBinding ``lifeline-breakglass``: the break-glass group -> ``cluster-admin`` (or a narrower
   ClusterRole). Deleting it revokes every Lifeline certificate at once.
@@ -11,17 +11,20 @@ RBAC bootstrap Lambda and the lab.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import yaml
 
+from lifeline_agent import kube
 from lifeline_agent.contract import AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP
+from lifeline_agent.kube import KubeSession
 
 BREAKGLASS_BINDING = "lifeline-breakglass"
 CSR_REQUESTER = "lifeline-csr-requester"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 AWS_AUTH = ("kube-system", "aws-auth")
+AWS_AUTH_KIND = "ConfigMap/kube-system"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lifeline"}
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+$")
@@ -133,57 +136,76 @@ def merge_aws_auth(existing_data: dict[str, str] | None, principal_arns: Iterabl
     return data
 
 
-def apply_objects(api_client: Any, objects: Iterable[dict[str, Any]]) -> list[str]:
-    """Create each cluster-scoped RBAC object, or replace it when it exists. Returns ``kind/name`` applied."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+# --- applying them, through lifeline_agent.kube (the agent's own API client) ---------------------------
 
-    rbac = client.RbacAuthorizationV1Api(api_client)
-    operations: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] = {
-        "ClusterRole": (rbac.create_cluster_role, rbac.replace_cluster_role, rbac.read_cluster_role),
-        "ClusterRoleBinding": (
-            rbac.create_cluster_role_binding,
-            rbac.replace_cluster_role_binding,
-            rbac.read_cluster_role_binding,
-        ),
-    }
+_COLLECTIONS = {
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "ConfigMap/kube-system": "/api/v1/namespaces/kube-system/configmaps",
+}
+
+
+def _collection(kind: str) -> str:
+    try:
+        return _COLLECTIONS[kind]
+    except KeyError:
+        raise RbacError(f"unsupported kind {kind}") from None
+
+
+def read_object(session: KubeSession, kind: str, name: str) -> dict[str, Any] | None:
+    """The object, or ``None`` when it does not exist."""
+    try:
+        return session.request("GET", f"{_collection(kind)}/{name}")
+    except kube.NotFound:
+        return None
+
+
+def delete_object(session: KubeSession, kind: str, name: str) -> bool:
+    """Delete the object; False when it did not exist."""
+    try:
+        session.request("DELETE", f"{_collection(kind)}/{name}")
+    except kube.NotFound:
+        return False
+    return True
+
+
+def apply_objects(session: KubeSession, objects: Iterable[dict[str, Any]]) -> list[str]:
+    """Create each cluster-scoped RBAC object, or replace it when it exists. Returns ``kind/name`` applied."""
     applied = []
     for obj in objects:
         kind, name = obj["kind"], obj["metadata"]["name"]
-        if kind not in operations:
-            raise RbacError(f"apply_objects: unsupported kind {kind}")
-        create, replace, read = operations[kind]
+        collection = _collection(kind)
         try:
-            create(obj)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = read(name)
-            body = dict(obj, metadata=dict(obj["metadata"], resourceVersion=current.metadata.resource_version))
-            replace(name, body)
+            session.request("POST", collection, obj)
+        except kube.Conflict:
+            current = session.request("GET", f"{collection}/{name}")
+            version = (current.get("metadata") or {}).get("resourceVersion")
+            session.request("PUT", f"{collection}/{name}",
+                            dict(obj, metadata=dict(obj["metadata"], resourceVersion=version)))  # fmt: skip
         applied.append(f"{kind}/{name}")
     return applied
 
 
-def apply_aws_auth(api_client: Any, principal_arns: Sequence[str], agents_group: str = AGENTS_GROUP) -> None:
-    """Add the agent principals to ``kube-system/aws-auth`` (created when missing), keeping other entries."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+def read_aws_auth(session: KubeSession) -> dict[str, Any] | None:
+    """``kube-system/aws-auth``, or ``None`` when the cluster has none."""
+    return read_object(session, AWS_AUTH_KIND, AWS_AUTH[1])
 
-    core = client.CoreV1Api(api_client)
-    namespace, name = AWS_AUTH
-    try:
-        current = core.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        body = client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
-            data=merge_aws_auth(None, principal_arns, agents_group),
-        )
-        core.create_namespaced_config_map(namespace, body)
-        return
-    data = merge_aws_auth(current.data, principal_arns, agents_group)
-    if data != (current.data or {}):
-        current.data = data
-        core.replace_namespaced_config_map(name, namespace, current)
+
+def write_aws_auth(session: KubeSession, current: dict[str, Any] | None, data: dict[str, str]) -> None:
+    """Create aws-auth with ``data`` (``current`` is None) or replace the ``current`` one's data."""
+    collection = _collection(AWS_AUTH_KIND)
+    if current is None:
+        namespace, name = AWS_AUTH
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}}
+        session.request("POST", collection, dict(config_map, data=data))
+    else:
+        session.request("PUT", f"{collection}/{AWS_AUTH[1]}", dict(current, data=data))
+
+
+def apply_aws_auth(session: KubeSession, principal_arns: Sequence[str], agents_group: str = AGENTS_GROUP) -> None:
+    """Add the agent principals to ``kube-system/aws-auth`` (created when missing), keeping other entries."""
+    current = read_aws_auth(session)
+    existing = None if current is None else current.get("data")
+    data = merge_aws_auth(existing, principal_arns, agents_group)
+    if current is None or data != (existing or {}):
+        write_aws_auth(session, current, data)

@@ -18,7 +18,9 @@ from constructs import Construct
 from cdk.settings import MAX_WAIT_LIMIT_SECONDS, LifelineSettings, SettingsError
 from lambdas import constants
 
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+# The newest Python runtime the project's machines can import the package with (make test builds the layer
+# for this runtime and imports every handler from it): docs/cloud.md, "The Lambda package".
+RUNTIME = lambda_.Runtime.PYTHON_3_11
 ARCHITECTURE = lambda_.Architecture.X86_64
 COMMON_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "lifeline",
@@ -53,7 +55,8 @@ class WorkflowFunctions(Construct):
         self._code = lambda_.Code.from_asset(str(code.code_directory))
         self._layers = (
             [lambda_.LayerVersion(self, "Dependencies", code=lambda_.Code.from_asset(str(code.layer_directory)),
-                                  compatible_runtimes=[RUNTIME], description="Lifeline Lambda dependencies")]
+                                  compatible_runtimes=[RUNTIME], compatible_architectures=[ARCHITECTURE],
+                                  description="Lifeline Lambda dependencies")]
             if code.layer_directory
             else []
         )

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
-from lifeline_agent import rbac
+from lifeline_agent import kube, rbac
 from lifeline_agent.eks_token import get_token
 
 from lambdas.aws import error_code, raise_transient
@@ -28,7 +28,8 @@ from lambdas.errors import ClusterUnreachable, RbacBootstrapFailed
 from lambdas.models import ClusterView, CreatedRbac
 from lambdas.rollback_rbac.logic import absent_objects, aws_auth_additions, rollback
 
-API_TIMEOUTS = (5.0, 15.0)  # connect, read (seconds)
+# Each request to the API server, all of it (connect, TLS, answer): a cut link fails in this time, named.
+API_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -45,58 +46,32 @@ class BootstrapResult:
 
 
 @contextlib.contextmanager
-def api_client_for(cluster: ClusterView, token: str) -> Iterator[Any]:
-    """A kubernetes ApiClient for the cluster: bearer token, TLS verified with the cluster's CA."""
-    from kubernetes import client
-
-    ca_pem = base64.b64decode(cluster.certificateAuthorityData)
-    with tempfile.TemporaryDirectory(prefix="lifeline-ca-") as directory:
-        ca_file = os.path.join(directory, "ca.crt")
-        with open(ca_file, "wb") as handle:
-            handle.write(ca_pem)
-        configuration = client.Configuration()
-        configuration.host = cluster.endpoint
-        configuration.ssl_ca_cert = ca_file
-        configuration.verify_ssl = True
-        configuration.api_key = {"authorization": token}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
-        configuration.retries = 1
-        with client.ApiClient(configuration) as api_client:
-            _default_request_timeout(api_client.rest_client)
-            yield api_client
-
-
-def _default_request_timeout(rest_client: Any) -> None:
-    # The kubernetes client has no client-wide timeout: without one, an endpoint that accepts and never
-    # answers (a cut service link) would hold the function until Lambda kills it, unnamed.
-    request = rest_client.request
-
-    def request_with_timeout(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return request(*args, _request_timeout=_request_timeout or API_TIMEOUTS, **kwargs)
-
-    rest_client.request = request_with_timeout
+def session_for(cluster: ClusterView, token: str) -> Iterator[kube.KubeSession]:
+    """A session with the cluster's API server: bearer token, TLS verified with the cluster's CA."""
+    target = kube.Target(server=cluster.endpoint, ca_pem=base64.b64decode(cluster.certificateAuthorityData))
+    with tempfile.TemporaryDirectory(prefix="lifeline-rbac-") as workdir, kube.KubeSession(
+        target, kube.Credential(token=token), workdir=Path(workdir), timeout=API_TIMEOUT_SECONDS
+    ) as session:
+        yield session
 
 
 def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError, SSLError
-
-    if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        if status >= 500 or status == 429:
-            return ClusterUnreachable(f"cluster {cluster.name}: API server answered {status} {exc.reason}")
-        if status in (401, 403):
-            return RbacBootstrapFailed(
-                f"cluster {cluster.name}: the workflow's principal is not authorised ({status} {exc.reason}); "
-                "map the Lifeline cluster-admin role in the cluster (aws-auth or an access entry)"
-            )
-        return RbacBootstrapFailed(f"cluster {cluster.name}: API server refused an object: {status} {exc.reason}")
-    if isinstance(exc, SSLError) or isinstance(getattr(exc, "reason", None), SSLError):
+    if isinstance(exc, kube.Unauthorized | kube.Forbidden):
         return RbacBootstrapFailed(
-            f"cluster {cluster.name}: TLS verification of {cluster.endpoint} with the CA EKS returned failed"
+            f"cluster {cluster.name}: the workflow's principal is not authorised ({exc}); "
+            "map the Lifeline cluster-admin role in the cluster (aws-auth or an access entry)"
         )
-    if isinstance(exc, HTTPError | OSError):
-        return ClusterUnreachable(f"cluster {cluster.name}: {cluster.endpoint} unreachable: {type(exc).__name__}")
+    if isinstance(exc, kube.TlsError):
+        return RbacBootstrapFailed(
+            f"cluster {cluster.name}: TLS verification of {cluster.endpoint} with the CA EKS returned failed ({exc})"
+        )
+    if isinstance(exc, kube.Unreachable):
+        return ClusterUnreachable(f"cluster {cluster.name}: {cluster.endpoint} unreachable: {exc}")
+    # kube maps 429 (API priority and fairness shedding load) to a plain KubeError: retry it like a 5xx.
+    if isinstance(exc, kube.ServerError) or (isinstance(exc, kube.KubeError) and ": HTTP 429:" in str(exc)):
+        return ClusterUnreachable(f"cluster {cluster.name}: the API server is overloaded or failing: {exc}")
+    if isinstance(exc, kube.KubeError):
+        return RbacBootstrapFailed(f"cluster {cluster.name}: API server refused an object: {exc}")
     if isinstance(exc, rbac.RbacError):
         return RbacBootstrapFailed(f"cluster {cluster.name}: {exc}")
     return exc
@@ -142,19 +117,19 @@ def bootstrap(cluster: ClusterView, *, config: WorkflowConfig, eks: Any, token: 
     uses_api = cluster.authenticationMode in ("API", "API_AND_CONFIG_MAP")
     created = CreatedRbac()
     entries: list[str] = []
-    with api_client_for(cluster, token) as api_client:
+    with session_for(cluster, token) as session:
         try:
-            created.objects = absent_objects(api_client, objects)
-            applied = rbac.apply_objects(api_client, objects)
+            created.objects = absent_objects(session, objects)
+            applied = rbac.apply_objects(session, objects)
             if principals and not uses_api:
-                created.awsAuthCreated, created.awsAuthPrincipals = aws_auth_additions(api_client, principals)
-                rbac.apply_aws_auth(api_client, list(principals), config.agent_group)
+                created.awsAuthCreated, created.awsAuthPrincipals = aws_auth_additions(session, principals)
+                rbac.apply_aws_auth(session, list(principals), config.agent_group)
             if principals and uses_api:
                 entries = map_with_access_entries(eks, cluster, principals, config.agent_group, created)
         except Exception as exc:
             failure = _api_failure(exc, cluster)
             if not created.empty:
-                rollback(api_client, eks, cluster, created, because=f"{type(failure).__name__}: {failure}")
+                rollback(session, eks, cluster, created, because=f"{type(failure).__name__}: {failure}")
             raise failure from None
     mapping = "none" if not principals else "access-entries" if uses_api else "aws-auth"
     return BootstrapResult(applied, mapping, len(principals), entries, created)
@@ -165,5 +140,5 @@ def undo(cluster: ClusterView, created: CreatedRbac, *, config: WorkflowConfig, 
     """RollbackRbac: remove what a BootstrapRbac invocation created (``created``), after a later step failed."""
     if created.empty:
         return []
-    with api_client_for(cluster, token or _token(cluster, config)) as api_client:
-        return rollback(api_client, eks, cluster, created, because=because)
+    with session_for(cluster, token or _token(cluster, config)) as session:
+        return rollback(session, eks, cluster, created, because=because)

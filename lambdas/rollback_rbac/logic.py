@@ -12,6 +12,7 @@ from typing import Any
 import botocore.exceptions
 import yaml
 from lifeline_agent import rbac
+from lifeline_agent.kube import KubeSession
 
 from lambdas.aws import error_code
 from lambdas.errors import RbacRollbackFailed
@@ -20,23 +21,10 @@ from lambdas.models import ClusterView, CreatedRbac
 _MAP_KEYS = (("mapRoles", "rolearn"), ("mapUsers", "userarn"))
 
 
-def absent_objects(api_client: Any, objects: list[dict[str, Any]]) -> list[str]:
+def absent_objects(session: KubeSession, objects: list[dict[str, Any]]) -> list[str]:
     """``kind/name`` of the objects that do not exist yet (a 403 here means the workflow is not admin)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.RbacAuthorizationV1Api(api_client)
-    readers = {"ClusterRole": api.read_cluster_role, "ClusterRoleBinding": api.read_cluster_role_binding}
-    absent = []
-    for obj in objects:
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        try:
-            readers[kind](name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            absent.append(f"{kind}/{name}")
-    return absent
+    return [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects
+            if rbac.read_object(session, obj["kind"], obj["metadata"]["name"]) is None]  # fmt: skip
 
 
 def _mapped_arns(data: dict[str, str] | None) -> set[str]:
@@ -51,19 +39,12 @@ def _mapped_arns(data: dict[str, str] | None) -> set[str]:
     return arns
 
 
-def aws_auth_additions(api_client: Any, principals: tuple[str, ...]) -> tuple[bool, list[str]]:
+def aws_auth_additions(session: KubeSession, principals: tuple[str, ...]) -> tuple[bool, list[str]]:
     """(aws-auth does not exist yet, the principals it has no entry for yet)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    namespace, name = rbac.AWS_AUTH
-    try:
-        current = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    current = rbac.read_aws_auth(session)
+    if current is None:
         return True, list(principals)
-    mapped = _mapped_arns(current.data)
+    mapped = _mapped_arns(current.get("data"))
     return False, [p for p in principals if p not in mapped]
 
 
@@ -81,43 +62,27 @@ def _without(data: dict[str, str], principals: set[str]) -> dict[str, str]:
     return kept
 
 
-def _remove_aws_auth_entries(api_client: Any, created: CreatedRbac) -> list[str]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api_client)
-    namespace, name = rbac.AWS_AUTH
-    try:
-        current = core.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return []
-        raise
-    data = _without(current.data or {}, set(created.awsAuthPrincipals))
+def _remove_aws_auth_entries(session: KubeSession, created: CreatedRbac) -> list[str]:
+    current = rbac.read_aws_auth(session)
+    if current is None:
+        return []
+    existing = current.get("data") or {}
+    data = _without(existing, set(created.awsAuthPrincipals))
     if created.awsAuthCreated and not data:
-        core.delete_namespaced_config_map(name, namespace)
+        namespace, name = rbac.AWS_AUTH
+        rbac.delete_object(session, rbac.AWS_AUTH_KIND, name)
         return [f"ConfigMap/{namespace}/{name}"]
-    if data != (current.data or {}):
-        current.data = data
-        core.replace_namespaced_config_map(name, namespace, current)
+    if data != existing:
+        rbac.write_aws_auth(session, current, data)
     return [f"aws-auth entry {arn}" for arn in created.awsAuthPrincipals]
 
 
-def _delete_objects(api_client: Any, names: list[str]) -> list[str]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.RbacAuthorizationV1Api(api_client)
-    deleters = {"ClusterRole": api.delete_cluster_role, "ClusterRoleBinding": api.delete_cluster_role_binding}
+def _delete_objects(session: KubeSession, names: list[str]) -> list[str]:
     removed = []
     for qualified in reversed(names):
         kind, name = qualified.split("/", 1)
-        try:
-            deleters[kind](name)
+        if rbac.delete_object(session, kind, name):
             removed.append(qualified)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
     return removed
 
 
@@ -133,14 +98,15 @@ def _delete_access_entries(eks: Any, cluster: ClusterView, principals: list[str]
     return removed
 
 
-def rollback(api_client: Any, eks: Any, cluster: ClusterView, created: CreatedRbac, *, because: str) -> list[str]:
+def rollback(session: KubeSession, eks: Any, cluster: ClusterView, created: CreatedRbac, *,
+             because: str) -> list[str]:  # fmt: skip
     """Remove ``created``; returns what was removed. ``RbacRollbackFailed`` (naming ``because`` and what is
     left) when the cluster or EKS refuses."""
     try:
         removed = _delete_access_entries(eks, cluster, created.accessEntries)
         if created.awsAuthCreated or created.awsAuthPrincipals:
-            removed += _remove_aws_auth_entries(api_client, created)
-        return removed + _delete_objects(api_client, created.objects)
+            removed += _remove_aws_auth_entries(session, created)
+        return removed + _delete_objects(session, created.objects)
     except Exception as exc:
         left = [*created.objects, *created.awsAuthPrincipals, *created.accessEntries]
         raise RbacRollbackFailed(

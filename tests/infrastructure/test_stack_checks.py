@@ -61,5 +61,7 @@ def test_make_synth_command_writes_the_template_with_the_pinned_cli(tmp_path: Pa
     assert completed.returncode == 0, completed.stderr[-3000:]
     template = json.loads((tmp_path / "cdk.out" / "Lifeline.template.json").read_text())
     types = {r["Type"] for r in template["Resources"].values()}
-    assert {"AWS::StepFunctions::StateMachine", "AWS::Events::Rule", "AWS::KMS::Key"} <= types
+    # cdk.json deploys with the dependencies layer (tests/infrastructure/test_lambda_package.py imports it)
+    assert {"AWS::StepFunctions::StateMachine", "AWS::Events::Rule", "AWS::KMS::Key",
+            "AWS::Lambda::LayerVersion"} <= types  # fmt: skip
     assert "AwsSolutions" not in completed.stderr

@@ -244,7 +244,7 @@ def test_bootstrap_of_an_endpoint_that_never_answers_times_out_as_unreachable(
     import lambdas.bootstrap_rbac.logic as bootstrap_logic
 
     info = lab.create_local_cluster(unique_name)
-    monkeypatch.setattr(bootstrap_logic, "API_TIMEOUTS", (1.0, 1.0))
+    monkeypatch.setattr(bootstrap_logic, "API_TIMEOUT_SECONDS", 1.0)
     with socket.socket() as silent:  # accepts connections (backlog) and never says a word, like a cut link
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
