@@ -2,8 +2,8 @@
 
 Agent: one ``ClusterAgent.step()`` of the daemon's code in this process (new key, CSR, approve, wait for the
 certificate, verify with the new kubeconfig alone, atomic install). Manual: ``manual_renewal.sh`` (openssl +
-kubectl). Every timed agent step renews on request (``ClusterAgent.request_renewal``, what SIGUSR1 does). Agent and manual runs
-alternate, so drift in the machine's load hits both alike.
+kubectl). Every timed agent step renews on request (``ClusterAgent.request_renewal``, what SIGUSR1 does).
+Agent and manual runs alternate, so drift in the machine's load hits both alike.
 
 Each control-plane backend that can run here is measured in the same run, one after the other, each in its
 own lab: ``emulated`` (the lab's in-process API server) and ``real`` (etcd + kube-apiserver +
