@@ -1,7 +1,18 @@
 """Fleet: one agent keeping 50 clusters current, and the Region workflow handling 20 CreateCluster events at once.
 
-Agent: ``lifeline-agent once`` passes over 50 clusters (sequential: bootstrap from nothing, renew all,
-verify all) and ``lifeline-agent run`` (one loop per cluster) from nothing until every cluster is ready.
+Agent (emulated control planes; and real ones, fewer, when ../shared/kube has the binaries): three timed
+``lifeline-agent once`` passes over every cluster (bootstrap from nothing, renew all, verify all) and
+``lifeline-agent run`` from nothing until every cluster is ready, each with ``max_concurrent_clusters = 1``
+(the serial baseline) and with the agent's default (8 at once, or fewer with fewer clusters), in the same lab
+and the same run. Each mode has its own state directory and host.
+
+The renewal pass needs every certificate due (past its renewal deadline) and none expired when its cluster's
+turn comes. So the certificates it renews are issued by an untimed priming pass with a lifetime chosen from
+this run's own bootstrap passes: long enough that the last certificate is due (the agent's deadline rule at
+its latest, read from the installed certificates) before the first one expires, with room for the priming
+and the renewal passes at the measured speed. A slow machine gets longer lifetimes, not a wrong figure; if
+the room turns out too small after priming, the mode is primed again with twice the room.
+
 Workflow: the synthesized stack deployed into the lab Region; 20 CloudTrail ``CreateCluster`` events put
 at once; time until every execution ended, and how many succeeded.
 """
@@ -9,6 +20,7 @@ at once; time until every execution ended, and how many succeeded.
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 import time
 import uuid
@@ -19,6 +31,7 @@ from typing import Any
 from lab.agentkit import (
     RENEWED,
     AgentProcess,
+    check_kubeconfig,
     isolate_from_aws,
     read_status,
     run_once,
@@ -29,47 +42,166 @@ from lab.agentkit import (
 )
 
 AGENT_CLUSTERS = {"full": 50, "quick": 10, "smoke": 3}
+REAL_CLUSTERS = {"full": 10, "quick": 4, "smoke": 2}  # real control planes: 3 processes each on 2 cores
 WORKFLOW_EVENTS = {"full": 20, "quick": 5, "smoke": 3}
 ONE_YEAR = 365 * 86400
+MODES = {"serial": 1, "default": None}  # max_concurrent_clusters; None: not set, the agent's default
+TIMING = {"api_timeout": 10, "csr_timeout": 60}
+SIGNER_BACKDATE = 300.0  # both backends backdate notBefore by 5 minutes (lab/pki.py, kube-controller-manager)
+PRIMING_ATTEMPTS = 3
+DUE_MARGIN = 1.0  # seconds past the latest possible deadline before the renewal pass starts
 
 
 def timed_pass(lab: Any, config: Path) -> dict[str, Any]:
     started = time.monotonic()
     result = run_once(lab, config, timeout=1200)
+    seconds = time.monotonic() - started
     states = [line.split()[1] for line in result.stdout.splitlines()[1:] if line.strip()]
-    return {"seconds": round(time.monotonic() - started, 2), "exit_code": result.returncode,
-            "ready": states.count("ready"), "clusters": len(states),
-            "certificates_installed": result.stderr.count(RENEWED)}  # fmt: skip
+    reasons = [json.loads(line).get("message", "") for line in result.stderr.splitlines() if line.startswith("{")]
+    return {"seconds": round(seconds, 2), "exit_code": result.returncode, "ready": states.count("ready"),
+            "clusters": len(states), "certificates_installed": reasons.count(RENEWED),
+            "renewed_at_deadline": sum(r.startswith("issuing a new certificate: renewal deadline") for r in reasons),
+            "finished_at": time.time()}  # fmt: skip
 
 
-def agent_fleet(lab: Any, directory: Path, count: int) -> dict[str, Any]:
-    with ThreadPoolExecutor(4) as pool:
-        clusters = list(pool.map(lambda _: seeded_cluster(lab, "fleet"), range(count)))
-    config = write_config(lab, directory / "once", clusters, timing={"api_timeout": 10, "csr_timeout": 60})
+class _Fraction(random.Random):
+    """A random source whose ``uniform`` is one fixed fraction: the agent's deadline rule at that point."""
 
-    def signing(seconds: int) -> None:
-        for name in clusters:
-            lab.control_plane(name).set_signing_duration(seconds)
+    def __init__(self, fraction: float) -> None:
+        super().__init__(0)
+        self.fraction = fraction
 
-    signing(30)  # the first certificates are due at once, so the second pass renews every cluster
-    passes = {"bootstrap_from_nothing": timed_pass(lab, config)}
-    signing(ONE_YEAR)
-    passes["renew_every_cluster"] = timed_pass(lab, config)
-    passes["verify_every_cluster"] = timed_pass(lab, config)
+    def uniform(self, a: float, b: float) -> float:
+        return self.fraction
 
-    daemon_config = write_config(lab, directory / "daemon", clusters, timing={"api_timeout": 10, "csr_timeout": 60})
-    state = directory / "daemon" / "state"
-    agent = AgentProcess(lab, daemon_config, directory / "daemon.log")
+
+def latest_deadline(not_before: float, not_after: float, received_at: float) -> float:
+    """The latest renewal deadline the agent can draw for this certificate (every fraction it may pick)."""
+    from lifeline_agent.deadline import HIGH, LOW, renewal_deadline
+
+    steps = 400
+    return float(max(renewal_deadline(not_before, not_after, _Fraction(LOW + (HIGH - LOW) * i / steps),
+                                      received_at=received_at) for i in range(steps + 1)))  # fmt: skip
+
+
+def lifetime_for(room: float) -> int:
+    """The shortest signer lifetime (10 s steps) with ``room`` seconds between its latest deadline and expiry."""
+    lifetime = 60
+    while lifetime - latest_deadline(-SIGNER_BACKDATE, lifetime, 0.0) < room:
+        lifetime += 10
+    return lifetime
+
+
+def installed_window(state: Path, clusters: list[str]) -> tuple[float, float]:
+    """(latest possible deadline, earliest expiry) over the installed certificates of ``clusters``."""
+    from cryptography import x509
+
+    due, expires = 0.0, float("inf")
+    for name in clusters:
+        path = state / name / "kubeconfig"
+        certificate = x509.load_pem_x509_certificate(check_kubeconfig(path.read_bytes()))
+        not_before = certificate.not_valid_before_utc.timestamp()
+        not_after = certificate.not_valid_after_utc.timestamp()
+        due = max(due, latest_deadline(not_before, not_after, path.stat().st_mtime))
+        expires = min(expires, not_after)
+    return due, expires
+
+
+def signing(lab: Any, clusters: list[str], seconds: int) -> None:
+    for name in clusters:
+        lab.control_plane(name).set_signing_duration(seconds)
+
+
+def mode_configs(lab: Any, directory: Path, clusters: list[str], concurrent: int | None) -> tuple[Path, Path]:
+    """The mode's configuration and a priming one for the same state directory and host at the default bound."""
+    host = f"host-{uuid.uuid4().hex[:8]}"
+    extra: dict[str, Any] = {} if concurrent is None else {"max_concurrent_clusters": concurrent}
+    config = write_config(lab, directory, clusters, host_id=host, timing=TIMING, **extra)
+    prime = write_config(lab, directory / "prime", clusters, host_id=host, state_dir=str(directory / "state"),
+                         timing=TIMING)  # fmt: skip
+    return config, prime
+
+
+def renewal_passes(lab: Any, directory: Path, clusters: list[str], concurrent: int | None,
+                   estimates: tuple[float, float]) -> dict[str, Any]:  # fmt: skip
+    """Prime, wait until every certificate is due, then the timed renewal and verify passes.
+
+    ``estimates``: how long the priming and the renewal pass may take (s); the certificates leave room for
+    both, a quarter more and 5 s, between the latest deadline and the first expiry (twice that on each retry).
+    """
+    priming_estimate, renewal_estimate = estimates
+    room = 1.25 * (priming_estimate + renewal_estimate) + 5
+    attempts = []
+    for attempt in range(PRIMING_ATTEMPTS):
+        lifetime = lifetime_for(room * 2**attempt)
+        config, prime = mode_configs(lab, directory / f"attempt-{attempt}", clusters, concurrent)
+        signing(lab, clusters, lifetime)
+        priming = timed_pass(lab, prime)
+        signing(lab, clusters, ONE_YEAR)
+        due, expires = installed_window(config.parent / "state", clusters)
+        attempts.append({"certificate_lifetime_seconds": lifetime, "priming_pass_seconds": priming["seconds"],
+                         "due_to_first_expiry_seconds": round(expires - due, 1)})  # fmt: skip
+        if priming["certificates_installed"] == len(clusters) and expires - due >= 1.25 * renewal_estimate + 2:
+            break
+    time.sleep(max(0.0, due + DUE_MARGIN - time.time()))
+    renew = timed_pass(lab, config)
+    renew["expiry_margin_seconds"] = round(expires - renew.pop("finished_at"), 1)
+    verify = timed_pass(lab, config)
+    verify.pop("finished_at")
+    return {"renew_every_cluster": renew, "verify_every_cluster": verify, "priming": attempts}
+
+
+def daemon_to_all_ready(lab: Any, directory: Path, clusters: list[str], concurrent: int | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {} if concurrent is None else {"max_concurrent_clusters": concurrent}
+    config = write_config(lab, directory, clusters, timing=TIMING, **extra)
+    state = directory / "state"
+    agent = AgentProcess(lab, config, directory / "daemon.log")
     try:
         wait_for(lambda: all(read_status(state, c).get("state") == "ready" for c in clusters), 600,
-                 "every cluster ready under lifeline-agent run", interval=0.5)  # fmt: skip
-        daemon_seconds = time.monotonic() - agent.started
+                 "every cluster ready under lifeline-agent run", interval=0.2)  # fmt: skip
+        seconds = time.monotonic() - agent.started
         unexpected = sum(r.get("message") == "unexpected error in the reconcile loop" for r in agent.records())
     finally:
         agent.stop()
-    return {"clusters": count, "once_passes": passes,
-            "run_from_nothing_to_all_ready_seconds": round(daemon_seconds, 2),
-            "run_unexpected_reconcile_errors": unexpected}  # fmt: skip
+    return {"run_from_nothing_to_all_ready_seconds": round(seconds, 2), "run_unexpected_reconcile_errors": unexpected}
+
+
+def agent_fleet(lab: Any, directory: Path, count: int) -> dict[str, Any]:
+    """Every figure of one agent over ``count`` clusters, serial and default side by side."""
+    real = lab.control_plane_backend == "real"
+    with ThreadPoolExecutor(1 if real else 4) as pool:  # a real control plane starting takes both cores
+        clusters = sorted(pool.map(lambda _: seeded_cluster(lab, "fleet"), range(count)))
+    signing(lab, clusters, ONE_YEAR)
+    modes: dict[str, dict[str, Any]] = {}
+    for mode, concurrent in MODES.items():
+        config, _ = mode_configs(lab, directory / f"{mode}-bootstrap", clusters, concurrent)
+        modes[mode] = {"max_concurrent_clusters": concurrent or min(8, count),
+                       "once_passes": {"bootstrap_from_nothing": timed_pass(lab, config)}}  # fmt: skip
+    for mode, concurrent in MODES.items():
+        bootstrap = modes[mode]["once_passes"]["bootstrap_from_nothing"]
+        bootstrap.pop("finished_at")
+        # priming runs at the default bound; a renewal pass takes at most a bootstrap pass's time
+        estimates = (modes["default"]["once_passes"]["bootstrap_from_nothing"]["seconds"], bootstrap["seconds"])
+        passes = renewal_passes(lab, directory / f"{mode}-renewal", clusters, concurrent, estimates)
+        modes[mode]["renewal_priming"] = passes.pop("priming")
+        modes[mode]["once_passes"].update(passes)
+    for mode, concurrent in MODES.items():
+        modes[mode].update(daemon_to_all_ready(lab, directory / f"{mode}-daemon", clusters, concurrent))
+    serial, default = modes["serial"], modes["default"]
+    speedup = {key: round(figures["seconds"] / default["once_passes"][key]["seconds"], 2)
+               for key, figures in serial["once_passes"].items() if default["once_passes"][key]["seconds"]}
+    speedup["run_from_nothing_to_all_ready"] = round(serial["run_from_nothing_to_all_ready_seconds"]
+                                                     / default["run_from_nothing_to_all_ready_seconds"], 2)
+    return {"clusters": count, "control_plane": describe_backend(lab.control_plane_backend), "modes": modes,
+            "serial_over_default": speedup}
+
+
+def describe_backend(backend: str) -> str:
+    if backend == "real":
+        from lab.controlplane.real import KUBE_VERSION
+
+        return f"real: etcd + kube-apiserver + kube-controller-manager {KUBE_VERSION} per cluster (separate processes)"
+    return "emulated: the lab's API server, one per cluster, in the benchmark's process"
 
 
 def cloudtrail_event(lab: Any, name: str, event_id: str) -> dict[str, Any]:
@@ -166,13 +298,27 @@ def _has_secret(secrets: Any, name: str) -> bool:
     return True
 
 
+def real_unavailable() -> str | None:
+    from lab.controlplane.real import unavailable_reason
+
+    return unavailable_reason()
+
+
 def run(variant: str) -> dict[str, Any]:
     isolate_from_aws()
+    backends: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         with started_lab(Path(tmp) / "lab-agent") as lab:
-            agent = agent_fleet(lab, Path(tmp), AGENT_CLUSTERS[variant])
-        print(f"fleet agent: {json.dumps(agent)}", flush=True)
+            backends["emulated"] = agent_fleet(lab, Path(tmp) / "emulated", AGENT_CLUSTERS[variant])
+        print(f"fleet agent [emulated]: {json.dumps(backends['emulated'])}", flush=True)
+        reason = real_unavailable()
+        if reason is None:
+            with started_lab(Path(tmp) / "lab-agent-real", control_plane="real") as lab:
+                backends["real"] = agent_fleet(lab, Path(tmp) / "real", REAL_CLUSTERS[variant])
+            print(f"fleet agent [real]: {json.dumps(backends['real'])}", flush=True)
+        else:
+            backends["real"] = {"skipped": reason}
         with started_lab(Path(tmp) / "lab-workflow", activation_delay=1.0) as lab:
             workflow = workflow_fleet(lab, WORKFLOW_EVENTS[variant])
         print(f"fleet workflow: {json.dumps(workflow)}", flush=True)
-    return {"what": __doc__.strip().splitlines()[0], "agent": agent, "workflow": workflow}
+    return {"what": __doc__.strip().splitlines()[0], "agent_backends": backends, "workflow": workflow}

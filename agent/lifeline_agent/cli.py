@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    epilog="exit codes: 0 after a clean stop, 2 on a configuration error")  # fmt: skip
     sub.add_parser("once", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
                    help="one pass over every cluster, then exit (the exit code says the outcome)",
-                   description="One pass over every cluster: bootstrap, renew if due, verify. JSON logs go "
-                   "to stderr, a summary table to stdout.")  # fmt: skip
+                   description="One pass over every cluster: bootstrap, renew if due, verify; "
+                   "max_concurrent_clusters at a time, each on its own (a failing or hanging cluster does not "
+                   "hold up the others). JSON logs go to stderr, a table sorted by cluster to stdout.")  # fmt: skip
     status = sub.add_parser("status", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
                             help="show each cluster's state as the agent last recorded it",
                             description="Columns: cluster, state, certificate expiry, next renewal, last "
@@ -173,9 +174,9 @@ def _run(config: AgentConfig, _args: argparse.Namespace) -> int:
 
 
 def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
-    from lifeline_agent.daemon import cluster_names, make_link_monitor
+    from lifeline_agent.daemon import cluster_names, make_link_monitor, preload_libraries
+    from lifeline_agent.fleet import run_pass
     from lifeline_agent.observability import configure_logging
-    from lifeline_agent.reconcile import ClusterAgent
 
     configure_logging(config.log_level, stream=sys.stderr)
     _quiet_libraries()
@@ -184,12 +185,10 @@ def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
     if not names:
         print("lifeline-agent: no cluster found", file=sys.stderr)
         return EXIT_FAILED
-    rows = []
-    for name in names:
-        agent = ClusterAgent(config, name, link)
-        agent.step()
-        rows.append(_row(agent.health().__dict__ | {"state": agent.state.value,
-                                                    "link": _link_text(agent.link.last)}))  # fmt: skip
+    if config.needs_region:
+        preload_libraries()
+    rows = [_row(vars(outcome.health) | {"state": outcome.health.state.value, "link": _link_text(outcome.link)})
+            for outcome in run_pass(config, names, link)]  # fmt: skip
     _print_table(rows)
     return _state_exit_code([row["state"] if not row["error"] or row["state"] in ("needs-link", "revoked")
                              else "failed" for row in rows])  # fmt: skip

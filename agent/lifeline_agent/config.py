@@ -15,6 +15,7 @@ Example (every key but ``clusters`` has a default)::
     aws_endpoint_url = "https://..."       # optional: a VPC endpoint (or the lab)
     probe_timeout = "2s"
     log_level = "INFO"
+    max_concurrent_clusters = 8            # cluster steps at once in a `once` pass and the first pass of `run`
 
     [timing]                               # optional knobs (defaults shown)
     backoff_base = "10s"                   # first retry after a failure; doubles, with jitter
@@ -72,6 +73,8 @@ MIN_CERTIFICATE_LIFETIME = 600  # Kubernetes rejects spec.expirationSeconds belo
 MAX_DURATION = 366 * 86400  # longer is a typo; and Event.wait() overflows on huge timeouts
 HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+MAX_CONCURRENT_CLUSTERS = 64  # each running step is a thread; the unit's TasksMax is 64
+DEFAULT_CONCURRENT_CLUSTERS = 8
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -136,6 +139,7 @@ class AgentConfig:
     operators_group: str | None = None
     aws_endpoint_url: str | None = None
     log_level: str = "INFO"
+    max_concurrent_clusters: int = DEFAULT_CONCURRENT_CLUSTERS
     timing: Timing = field(default_factory=Timing)
 
     def cluster(self, name: str) -> ClusterSettings:
@@ -147,6 +151,10 @@ class AgentConfig:
 
     def cluster_dir(self, name: str) -> Path:
         return self.state_dir / name
+
+    def concurrency(self, clusters: int) -> int:
+        """How many of ``clusters`` cluster steps run at once in a pass (at least one)."""
+        return max(1, min(self.max_concurrent_clusters, clusters))
 
     def group_for(self, secret_group: str | None) -> str:
         """The break-glass group certificates carry: configured, else the secret's, else the default."""
@@ -271,13 +279,18 @@ def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Pat
     log_level = top.take("log_level", str, "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise top.error("log_level", f"{log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    concurrent = top.take("max_concurrent_clusters", int, DEFAULT_CONCURRENT_CLUSTERS)
+    if not 1 <= concurrent <= MAX_CONCURRENT_CLUSTERS:
+        raise top.error("max_concurrent_clusters", f"{concurrent} is not a whole number from 1 to "
+                        f"{MAX_CONCURRENT_CLUSTERS}")  # fmt: skip
     timing = _timing(source, top.take("timing", dict, {}))
     top.finish()
     return AgentConfig(
         source=source, region=region, clusters=clusters, all_clusters=all_clusters, state_dir=state_dir,
         certificate_lifetime=int(lifetime), key_type=key_type, host_id=host_id, breakglass_group=group,
         probe_interval=probe_interval, probe_timeout=probe_timeout, metrics_address=metrics_address,
-        operators_group=operators_group, aws_endpoint_url=endpoint_url, log_level=log_level, timing=timing,
+        operators_group=operators_group, aws_endpoint_url=endpoint_url, log_level=log_level,
+        max_concurrent_clusters=concurrent, timing=timing,
     )  # fmt: skip
 
 

@@ -1,6 +1,9 @@
 """The service: one reconcile thread per cluster, a link probe, sd_notify, a clean stop on SIGTERM.
 
 The systemd watchdog is pinged only while every cluster loop makes progress (:mod:`lifeline_agent.progress`).
+The first step of the loops (the start-up pass: bootstraps, the first verify) runs at most
+``max_concurrent_clusters`` at once, in the order the loops started (by cluster name); the loops' later
+steps are spread by their own deadlines.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from lifeline_agent.config import AgentConfig
+from lifeline_agent.fleet import Slots
 from lifeline_agent.link import LinkMonitor, probe_region
 from lifeline_agent.observability import ClusterState, Observer, SystemdNotifier
 from lifeline_agent.progress import WatchedAgent
@@ -71,6 +75,7 @@ class Daemon:
         self._wake: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._first_steps = Slots(config.max_concurrent_clusters)
         self._ready = False
 
     def stop(self, *_: object) -> None:
@@ -98,23 +103,37 @@ class Daemon:
         wake = threading.Event()
         self.agents[name], self._wake[name] = agent, wake
         agent.publish()
-        thread = threading.Thread(target=self._cluster_loop, args=(agent, wake), name=f"cluster-{name}", daemon=True)
+        thread = threading.Thread(target=self._cluster_loop, args=(agent, wake, self._first_steps.ticket()),
+                                  name=f"cluster-{name}", daemon=True)  # fmt: skip
         self._threads.append(thread)
         thread.start()
 
-    def _cluster_loop(self, agent: WatchedAgent, wake: threading.Event) -> None:
-        preload_libraries()
-        while not self._stopping.is_set():
-            agent.watch.begin()
-            try:
-                delay = agent.step()
-            except Exception:  # a bug must not end this cluster's loop: log it, back off, go on
-                log.exception("unexpected error in the reconcile loop", extra={"cluster": agent.cluster})
-                delay = self.config.timing.backoff_cap
-            if agent.watch.end():
-                agent.publish()
+    def _cluster_loop(self, agent: WatchedAgent, wake: threading.Event, turn: int) -> None:
+        # first thing in the thread: a turn never taken would leave every later cluster waiting
+        if not self._first_steps.acquire(turn, self._stopping):
+            return
+        try:
+            preload_libraries()
+            delay = self._step(agent)
+        finally:
+            self._first_steps.release()
+        while True:
             wake.wait(delay)
             wake.clear()
+            if self._stopping.is_set():
+                return
+            delay = self._step(agent)
+
+    def _step(self, agent: WatchedAgent) -> float:
+        agent.watch.begin()  # once the slot is taken: waiting for one is not a stuck step
+        try:
+            delay = agent.step()
+        except Exception:  # a bug must not end this cluster's loop: log it, back off, go on
+            log.exception("unexpected error in the reconcile loop", extra={"cluster": agent.cluster})
+            delay = self.config.timing.backoff_cap
+        if agent.watch.end():
+            agent.publish()
+        return delay
 
     def run(self, *, sleep: Callable[[float], bool] | None = None) -> int:
         """Run until stopped; returns the exit code (0 after a clean stop)."""

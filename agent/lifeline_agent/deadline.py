@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from lifeline_agent.keys import IssuedCertificate
 
 LOW, HIGH = 0.7, 0.9
+# kube-controller-manager's signer backdates notBefore by 5 minutes; with a minute of clock skew, a certificate
+# received up to 6 minutes after its notBefore was signed for this request. One received later is an old one
+# (copied in, restored from a backup): the kubelet's rule applies to it unchanged.
+FRESH_AFTER_NOT_BEFORE = 360.0
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,13 @@ class Wanted:
 def renewal_deadline(not_before: float, not_after: float, rng: random.Random | None = None, *,
                      received_at: float | None = None) -> float:  # fmt: skip
     """A random point in [70 %, 90 %] of the certificate's lifetime (epoch seconds), or of what was left of it
-    at ``received_at`` when the first point was already past then."""
+    at ``received_at`` when the first point was already past when a freshly signed certificate arrived."""
     if not_after <= not_before:
         raise ValueError("certificate notAfter is not after notBefore")
     fraction = (rng or random).uniform(LOW, HIGH)
     deadline = not_before + fraction * (not_after - not_before)
-    if received_at is not None and deadline <= received_at < not_after:
+    fresh = received_at is not None and received_at - not_before <= FRESH_AFTER_NOT_BEFORE
+    if received_at is not None and fresh and deadline <= received_at < not_after:
         return received_at + fraction * (not_after - received_at)
     return deadline
 

@@ -83,6 +83,14 @@ def test_a_certificate_shorter_than_the_backdate_is_not_renewed_on_arrival():
         assert received + 0.7 * left <= deadline <= received + 0.9 * left
 
 
+def test_an_old_certificate_written_now_keeps_the_kubelet_rule():
+    # notBefore 57 minutes ago, one hour of life, put on disk just now: 3 minutes left, due since minute 42-54.
+    not_before, not_after, received = 1_000.0, 1_000.0 + 3600.0, 1_000.0 + 57 * 60.0
+    for seed in range(50):
+        deadline = renewal_deadline(not_before, not_after, random.Random(seed), received_at=received)
+        assert deadline == renewal_deadline(not_before, not_after, random.Random(seed)) < received
+
+
 def test_a_certificate_received_after_its_deadline_from_disk_renews_at_once():
     # Found on disk long after it was installed (the agent was stopped): its deadline stays in the past.
     not_before, not_after = 1_000.0, 1_000.0 + 1_000.0
