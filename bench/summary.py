@@ -66,6 +66,21 @@ def footprint_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{_s(_mib(result.get('rss_kib_at_ready')), ' MiB')}"),
         (f"CPU time while idle for {_s(result.get('idle_seconds'))}", _s(result.get("idle_cpu_seconds")),
          f"{_s(result.get('idle_cpu_percent'), ' %')} of one core; {result.get('renewals_while_idle')} renewals"),
+    ] + _footprint_many_and_flaps(result)  # fmt: skip
+
+
+def _footprint_many_and_flaps(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    many, flaps = result.get("idle_many"), result.get("flaps")
+    if many is None or flaps is None:  # results from before bench/footprint.py measured them
+        return []
+    return [
+        (f"Resident memory, idle, {many['clusters']} clusters (VmRSS)", f"{_mib(many['idle_rss_kib_end'])} MiB",
+         f"{_s(_mib(result.get('rss_kib_per_extra_cluster')), ' MiB')} per cluster over 3; every cluster ready "
+         f"after {_s(many['startup_to_all_clusters_ready_seconds'])}; idle CPU {many['idle_cpu_percent']} %"),
+        (f"Resident memory over {flaps['flaps']} service-link cuts and restores (VmRSS)",
+         f"{_mib(flaps['rss_kib_after_warm_up'])} -> {_mib(flaps['rss_kib_after_flaps'])} MiB",
+         f"{flaps['rss_growth_kib']} KiB after the first {flaps['warm_up_flaps']} flaps; 3 clusters, probe every "
+         f"1 s, each change seen by the agent (median flap {_s(flaps['flap_seconds_median'])})"),
     ]  # fmt: skip
 
 
@@ -73,12 +88,58 @@ def _mib(kib: Any) -> float | None:
     return round(kib / 1024, 1) if isinstance(kib, int | float) else None
 
 
-def fleet_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    agent, workflow = result.get("agent", {}), result.get("workflow", {})
+FLEET_PASSES = (("bootstrap from nothing", "bootstrap_from_nothing", 10), ("renew every cluster",
+                "renew_every_cluster", 5), ("verify every cluster", "verify_every_cluster", 2))  # fmt: skip
+
+
+def fleet_rows(result: dict[str, Any]) -> list[Row]:
+    """Per backend: each pass at the default bound against the serial baseline of the same run; the workflow."""
+    workflow = result.get("workflow", {})
+    if "agent_backends" in result:
+        rows = [row for backend, agent in result["agent_backends"].items() for row in agent_rows(backend, agent)]
+    else:  # before the serial baseline: one serial agent on the emulated backend
+        rows = [(figure, "emulated", value, details) for figure, value, details in _serial_only_rows(result)]
+    rows.append((f"Workflow, {workflow.get('events')} CreateCluster events at once", "emulated",
+                 _s(workflow.get("events_to_all_executions_ended_seconds")),
+                 f"{workflow.get('succeeded')}/{workflow.get('events')} succeeded, {workflow.get('secrets_stored')} "
+                 "secrets stored (lab: 1 s polls, 1 s activation)"))  # fmt: skip
+    return rows
+
+
+def agent_rows(backend: str, agent: dict[str, Any]) -> list[Row]:
+    if "skipped" in agent:
+        return [("One agent, many clusters: `once` passes and `run`", backend, "skipped", str(agent["skipped"]))]
+    count, ratios = agent.get("clusters"), agent.get("serial_over_default", {})
+    default, serial = agent["modes"]["default"], agent["modes"]["serial"]
+    bound = f"{default.get('max_concurrent_clusters')} at once vs 1"
+    rows = []
+    for label, key, target in FLEET_PASSES:
+        d, s = default["once_passes"][key], serial["once_passes"][key]
+        details = (f"{bound}; ready {d['ready']}/{d['clusters']} vs {s['ready']}/{s['clusters']}, certificates "
+                   f"installed {d['certificates_installed']} vs {s['certificates_installed']}, exit {d['exit_code']} "
+                   f"vs {s['exit_code']}")  # fmt: skip
+        if key == "renew_every_cluster":
+            lifetimes = [m["renewal_priming"][-1]["certificate_lifetime_seconds"] for m in (default, serial)]
+            details += (f"; renewed at their deadline {d.get('renewed_at_deadline')} vs {s.get('renewed_at_deadline')}"
+                        f" ({lifetimes[0]} s vs {lifetimes[1]} s certificates, from this run's pass times)")
+        if count == 50 and backend == "emulated":
+            details += f"; target <= {target} s"
+        rows.append((f"One agent, {count} clusters, `once` pass: {label}", backend,
+                     f"{d['seconds']:g} s vs {s['seconds']:g} s serial: **{ratios.get(key)}x**", details))  # fmt: skip
+    rows.append((f"One agent, {count} clusters, `run` from nothing to all ready", backend,
+                 f"{default['run_from_nothing_to_all_ready_seconds']:g} s vs "
+                 f"{serial['run_from_nothing_to_all_ready_seconds']:g} s serial: "
+                 f"**{ratios.get('run_from_nothing_to_all_ready')}x**",
+                 f"first steps {bound}; unexpected reconcile errors {default['run_unexpected_reconcile_errors']} vs "
+                 f"{serial['run_unexpected_reconcile_errors']}"))  # fmt: skip
+    return rows
+
+
+def _serial_only_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    agent = result.get("agent", {})
     passes = agent.get("once_passes", {})
     rows = []
-    for label, key in (("bootstrap from nothing", "bootstrap_from_nothing"), ("renew every cluster",
-                       "renew_every_cluster"), ("verify every cluster", "verify_every_cluster")):  # fmt: skip
+    for label, key, _ in FLEET_PASSES:
         figures = passes.get(key, {})
         rows.append((f"One agent, {agent.get('clusters')} clusters, `once` pass: {label}", _s(figures.get("seconds")),
                      f"{figures.get('ready')}/{figures.get('clusters')} ready, "
@@ -87,10 +148,6 @@ def fleet_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows.append((f"One agent, {agent.get('clusters')} clusters, `run` from nothing to all ready",
                  _s(agent.get("run_from_nothing_to_all_ready_seconds")),
                  f"unexpected reconcile errors: {agent.get('run_unexpected_reconcile_errors')}"))
-    rows.append((f"Workflow, {workflow.get('events')} CreateCluster events at once",
-                 _s(workflow.get("events_to_all_executions_ended_seconds")),
-                 f"{workflow.get('succeeded')}/{workflow.get('events')} succeeded, {workflow.get('secrets_stored')} "
-                 "secrets stored (lab: 1 s polls, 1 s activation)"))  # fmt: skip
     return rows
 
 
@@ -109,7 +166,20 @@ def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]  # fmt: skip
 
 
-SECTIONS = (("renewal", renewal_rows), ("footprint", footprint_rows), ("fleet", fleet_rows), ("outage", outage_rows))
+def lambda_package_rows(result: dict[str, Any]) -> list[Row]:
+    from bench.lambda_package import summary_rows
+
+    return summary_rows(result)
+
+
+def lab_speed_rows(result: dict[str, Any]) -> list[Row]:
+    from bench.lab_speed import summary_rows
+
+    return summary_rows(result)
+
+
+SECTIONS = (("renewal", renewal_rows), ("footprint", footprint_rows), ("fleet", fleet_rows), ("outage", outage_rows),
+            ("lambda_package", lambda_package_rows), ("lab_speed", lab_speed_rows))  # fmt: skip
 
 
 def rows_of(name: str, result: dict[str, Any]) -> list[Row]:
@@ -117,8 +187,15 @@ def rows_of(name: str, result: dict[str, Any]) -> list[Row]:
     their JSON says otherwise (``control_plane_backend``)."""
     if name == "renewal":
         return renewal_rows(result)
+    if name == "fleet":
+        return fleet_rows(result)
+    if name == "lambda_package":
+        return lambda_package_rows(result)
+    if name == "lab_speed":
+        return lab_speed_rows(result)
     backend = str(result.get("control_plane_backend", "emulated"))
-    return [(figure, backend, value, details) for figure, value, details in dict(SECTIONS)[name](result)]
+    rows = footprint_rows(result) if name == "footprint" else outage_rows(result)
+    return [(figure, backend, value, details) for figure, value, details in rows]
 
 
 def table() -> str:

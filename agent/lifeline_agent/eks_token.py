@@ -12,10 +12,11 @@ import base64
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.client
+if TYPE_CHECKING:  # imported where a client is made, so that presigning with a given client needs neither
+    import boto3
+    import botocore.client
 
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
@@ -53,6 +54,9 @@ def sts_client(
     connect_timeout: float = 5.0,
     read_timeout: float = 10.0,
 ) -> botocore.client.BaseClient:
+    import boto3
+    import botocore.client
+
     session = session or boto3.Session()
     config = botocore.client.Config(
         connect_timeout=connect_timeout, read_timeout=read_timeout, retries={"max_attempts": 1}

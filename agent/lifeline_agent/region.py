@@ -1,9 +1,12 @@
 """The Region side the agent uses while the link is up: Secrets Manager (``lifeline/<cluster>``), EKS and STS.
 
-Clients use the standard boto3 credential chain, ``aws_endpoint_url`` when configured (VPC endpoints,
-the lab) and short timeouts without retries: the caller decides when to try again. One client per use is
-made on first use and kept (boto3 clients are thread-safe; the session that makes them is not, so clients
-are made under a lock).
+Clients use the standard credential chain (botocore's, the one boto3 uses; the session from
+:mod:`lifeline_agent.aws_session`), ``aws_endpoint_url`` when configured (VPC endpoints, the lab) and short
+timeouts without retries: the caller decides when to try again.
+One client per service (and timeout) is made on first use and kept for the life of the process: the link
+probe's STS client also presigns the EKS tokens. botocore clients are thread-safe; the session that makes
+them is not, so clients are made under a lock. botocore is imported on the first call, not with this module,
+and boto3 not at all (its resource layer and s3transfer cost ~3 MiB the agent has no use for).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from lifeline_agent.aws_session import new_session
 from lifeline_agent.contract import SECRET_PREFIX, ClusterSecret, secret_name
 
 # The environment settings that choose the credentials: a process that changes them (a test) gets new clients.
@@ -23,6 +27,7 @@ _lock = threading.Lock()
 _token_lock = threading.Lock()
 _sessions: dict[tuple[str | None, ...], Any] = {}
 _clients: dict[tuple[Any, ...], Any] = {}
+LOCAL_TIMEOUT = 10.0  # seconds, for a client made for local work only (it may later serve network calls too)
 
 
 class RegionError(Exception):
@@ -39,28 +44,32 @@ class EksCluster:
     certificate_authority_data: str | None
 
 
-def aws_client(service: str, *, region: str | None, endpoint_url: str | None, timeout: float,
-               purpose: str = "") -> Any:  # fmt: skip
-    """The process's client for ``service`` (and ``purpose``), made on first use; :class:`RegionError` when
-    no credentials are found (nothing is kept then, so credentials that appear later are used)."""
-    import boto3
-    import botocore.config
-
+def aws_client(service: str, *, region: str | None, endpoint_url: str | None, timeout: float | None) -> Any:
+    """The process's client for ``service`` with ``timeout``, made on first use. ``timeout=None``: any client
+    of that service will do (for local work such as presigning), else one is made with :data:`LOCAL_TIMEOUT`.
+    :class:`RegionError` when no credentials are found (nothing is kept then: credentials that appear later
+    are used)."""
     credentials = tuple(os.environ.get(name) for name in _CREDENTIAL_SETTINGS)
-    key = (service, purpose, region, endpoint_url, timeout, credentials)
+    place = (service, region, endpoint_url, credentials)
     with _lock:
-        client = _clients.get(key)
+        if timeout is None:
+            client = next((c for (*other, _), c in _clients.items() if tuple(other) == place), None)
+            timeout = LOCAL_TIMEOUT
+        else:
+            client = _clients.get((*place, timeout))
         if client is not None:
             return client
+        import botocore.config
+
         session = _sessions.get(credentials)
         if session is None:
-            session = _sessions[credentials] = boto3.session.Session()
+            session = _sessions[credentials] = new_session()
         if session.get_credentials() is None:
             raise RegionError("no AWS credentials found (environment, shared files, instance or task role)")
         config = botocore.config.Config(connect_timeout=timeout, read_timeout=timeout,
                                         retries={"max_attempts": 1, "mode": "standard"})  # fmt: skip
-        client = _clients[key] = session.client(service, region_name=region, endpoint_url=endpoint_url,
-                                                config=config)  # fmt: skip
+        client = _clients[(*place, timeout)] = session.create_client(service, region_name=region,
+                                                                     endpoint_url=endpoint_url, config=config)
         return client
 
 
@@ -107,9 +116,11 @@ def eks_token(cluster_id: str, *, region: str | None, endpoint_url: str | None, 
 
     from lifeline_agent.eks_token import get_token
 
-    # get_token registers a signing hook on the client for the duration of the call: its own client
-    # (not the link probe's), one call at a time.
-    client = aws_client("sts", region=region, endpoint_url=endpoint_url, timeout=timeout, purpose="token")
+    # Presigning is local, so the link probe's client serves. get_token registers a signing hook on it for the
+    # duration of the call: one call at a time. A probe signed meanwhile carries the cluster header too,
+    # which STS accepts (it is how an EKS token is checked).
+    del timeout
+    client = aws_client("sts", region=region, endpoint_url=endpoint_url, timeout=None)
     try:
         with _token_lock:
             return get_token(cluster_id, client=client).token

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 X509_V_FLAG_NO_CHECK_TIME = 0x200000  # used when the verify callback cannot be installed
 HANDSHAKE_TIMEOUT = 10.0
+# werkzeug writes the headers and the body of an answer separately: with Nagle's algorithm on, the body waits
+# for the client's delayed ACK of the headers. kube-apiserver (Go) sets TCP_NODELAY on every connection too.
+# False only to measure the difference (bench/lab_speed.py).
+TCP_NODELAY = True
 
 
 def tls_context(directory: Path, ca_pem: bytes) -> ssl.SSLContext:
@@ -117,6 +121,8 @@ class _TlsServer(ThreadedWSGIServer):
         self._connections_lock = threading.Lock()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        if TCP_NODELAY:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
             assert self.ssl_context is not None

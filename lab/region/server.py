@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 
 from lab.region import moto_patches
 from lab.region.moto_patches import ACCOUNT_ID, Deprovisioner, Provisioner, RegionHooks
@@ -15,6 +16,11 @@ from lab.region.moto_patches import ACCOUNT_ID, Deprovisioner, Provisioner, Regi
 REGION_NAME = "us-west-2"
 _running_lock = threading.Lock()
 _running: Region | None = None
+
+
+class _NoDelayHandler(MotoRequestHandler):
+    # werkzeug writes headers and body separately: with Nagle on, the body waits for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
 
 class RegionError(RuntimeError):
@@ -62,6 +68,8 @@ class Region:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             self._server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
             self._server.start()
+            # moto builds its server in its own thread; nothing can connect before the port is known (below).
+            self._server._server.RequestHandlerClass = _NoDelayHandler  # type: ignore[union-attr]
             self.port = self._server.get_host_and_port()[1]
             self.hooks.region_url = self.url
             # Step Functions' interpreter calls Lambda and other services at localhost:$MOTO_PORT.

@@ -79,10 +79,12 @@ def test_unit_declares_the_service_contract() -> None:
         "IPAddressDeny": "any",
         "MemoryMax": "256M",
         "MemorySwapMax": "0",
-        "TasksMax": "64",
+        "TasksMax": "128",
     }
     assert {key: settings.get(key, [None])[-1] for key in expected} == expected
     assert "DynamicUser" not in settings
+    environment = " ".join(settings["Environment"]).split()
+    assert "MALLOC_ARENA_MAX=2" in environment  # what bench/footprint.py measures the agent with
 
 
 def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, installable_unit: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ def test_kubernetes_service_nodes_and_iam_through_the_webhook(
     assert len(tainted) == 3
 
     real_link_restored.cut()
-    case2 = kubectl(iam, "get", "svc", timeout=90)  # a token the server has not cached: signed this second
+    time.sleep(1.1)  # the token is signed to the second: a new second gives one the webhook has not cached
+    case2 = kubectl(iam, "get", "svc", timeout=90)
     assert case2.rc == 1 and UNAUTHORIZED in case2.stderr, case2
     case3 = kubectl(admin, "get", "svc")
     assert case3.rc == 0 and "172.20.0.1" in case3.stdout, case3

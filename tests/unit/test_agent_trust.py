@@ -169,7 +169,9 @@ def test_one_client_per_service_shared_by_threads(monkeypatch):
     assert len({id(client) for client in made}) == 1
     assert aws_client("eks", **options) is made[0]
     assert aws_client("secretsmanager", **options) is not made[0]
-    assert aws_client("sts", **options) is not aws_client("sts", **options, purpose="token")
+    probe = aws_client("sts", **options)
+    assert aws_client("sts", **{**options, "timeout": None}) is probe  # presigning: the probe's client serves
+    assert aws_client("sts", **{**options, "timeout": 2.0}) is not probe
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "another-key")  # other credentials: another client
     assert aws_client("eks", **options) is not made[0]
 
