@@ -420,6 +420,8 @@ def patch_sts_presigned_get() -> None:
 
 # --- Lambda ----------------------------------------------------------------------------------------
 
+# One invocation at a time, like one Lambda sandbox: the handlers' module-level state (powertools
+# Logger/Metrics...) is not meant to be shared by concurrent invocations.
 _lambda_lock = threading.RLock()
 
 
@@ -441,18 +443,77 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
 
 
+_invocation = threading.local()
+
+
+class _PerThreadEnviron(os._Environ[str]):
+    """``os.environ`` in which the thread running a Lambda invocation sees (and writes) only that
+    function's environment, and every other thread sees the process's, which invocations never touch."""
+
+    def _function_env(self) -> dict[str, str] | None:
+        return cast("dict[str, str] | None", getattr(_invocation, "environment", None))
+
+    def process_environment(self) -> dict[str, str]:
+        return {key: os._Environ.__getitem__(self, key) for key in list(os._Environ.__iter__(self))}
+
+    def __getitem__(self, key: str) -> str:
+        env = self._function_env()
+        return super().__getitem__(key) if env is None else env[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        env = self._function_env()
+        if env is None:
+            super().__setitem__(key, value)
+            return
+        self.encodekey(key), self.encodevalue(value)  # the same TypeError as os.environ for non-str
+        env[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        env = self._function_env()
+        if env is None:
+            super().__delitem__(key)
+        else:
+            del env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        env = self._function_env()
+        return super().__iter__() if env is None else iter(list(env))
+
+    def __len__(self) -> int:
+        env = self._function_env()
+        return super().__len__() if env is None else len(env)
+
+    def __repr__(self) -> str:
+        return f"environ({dict(self)!r})"
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+def _per_thread_environ() -> _PerThreadEnviron:
+    # The class of the existing object is swapped (not the object replaced) so that every reference to it
+    # (`from os import environ`, os.getenv) sees the per-thread view.
+    if not isinstance(os.environ, _PerThreadEnviron):
+        os.environ.__class__ = _PerThreadEnviron
+    return cast(_PerThreadEnviron, os.environ)
+
+
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+    # Lambda gives each function its own environment. Writing it into the process's os.environ (and
+    # deleting it again afterwards) raced with every other thread: moto's Step Functions interpreter
+    # threads create a boto3 client per Task, and botocore iterates os.environ for proxy settings, so a
+    # key deleted mid-iteration raised KeyError('AWS_LAMBDA_FUNCTION_NAME'). A Lambda Task then failed
+    # with error "Exception" (StateTaskLambda's name for a non-Lambda error) instead of the handler's
+    # named error, or PublishFailure failed and the failure event was lost. The function's environment
+    # now exists only for the invoking thread; threads the handler starts see the process's.
+    environ = _per_thread_environ()
+    previous = getattr(_invocation, "environment", None)
+    _invocation.environment = {**environ.process_environment(), **values}
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _invocation.environment = previous
 
 
 def load_handler(handler: str) -> Callable[[Any, Any], Any]:
@@ -498,7 +559,10 @@ def run_handler_in_process(fn: Any, event: Any) -> tuple[str, bool, str]:
 def patch_lambda_in_process() -> None:
     # moto runs Lambda functions in Docker (none here). The project's handlers are importable Python in
     # this process (package `lambdas`), so run them here; errors keep their name for Retry/Catch.
+    # Each invocation sees its function's environment on its own thread only (see _environment).
     from moto.awslambda.models import LambdaFunction
+
+    _per_thread_environ()
 
     def _invoke_lambda(self: Any, event: str | None = None) -> tuple[str, bool, str]:
         return run_handler_in_process(self, event if event is not None else "{}")
