@@ -3,7 +3,9 @@
 Agent: one ``ClusterAgent.step()`` of the daemon's code in this process (new key, CSR, approve, wait for the
 certificate, verify with the new kubeconfig alone, atomic install). Manual: ``manual_renewal.sh`` (openssl +
 kubectl). Every timed agent step renews on request (``ClusterAgent.request_renewal``, what SIGUSR1 does).
-Agent and manual runs alternate, so drift in the machine's load hits both alike.
+API floor (``bench/api_floor.py``): the least a client does for a certificate (key, CSR, one TLS connection,
+POST, approve, GET until issued), as the agent's identity. Agent, manual and floor runs alternate, so drift in
+the machine's load hits all alike.
 
 Each control-plane backend that can run here is measured in the same run, one after the other, each in its
 own lab: ``emulated`` (the lab's in-process API server) and ``real`` (etcd + kube-apiserver +
@@ -13,6 +15,7 @@ kube-controller-manager v1.28.7 from ``../shared/kube``, 30 s certificates from
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import tempfile
@@ -21,10 +24,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from bench.api_floor import ApiFloor
 from bench.common import spread
 from lab.agentkit import VENV_BIN, agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
+FLOOR_KEY_TYPE = "ecdsa-p256"  # the agent's default, and the floor's key
 ROUNDS = {"full": {"ecdsa-p256": 30, "rsa-2048": 30, "rsa-4096": 15}, "quick": dict.fromkeys(KEY_TYPES, 4),
           "smoke": dict.fromkeys(KEY_TYPES, 3)}  # fmt: skip
 BACKENDS = ("emulated", "real")
@@ -58,6 +67,23 @@ def time_manual_renewal(work: Path, admin: Path, server: str, ca: Path, key_type
     if result.returncode != 0:
         raise RenewalFailed(f"manual procedure failed: {result.stderr.strip()[-500:]}")
     return elapsed
+
+
+def agent_credential(kubeconfig: Path) -> tuple[dict[str, Any], bytes, bytes]:
+    """``(cluster entry, certificate PEM, key PEM)`` of the agent's installed kubeconfig."""
+    config = yaml.safe_load(kubeconfig.read_bytes())
+    user = config["users"][0]["user"]
+    return (config["clusters"][0]["cluster"], base64.b64decode(user["client-certificate-data"]),
+            base64.b64decode(user["client-key-data"]))  # fmt: skip
+
+
+def api_floor_for(kubeconfig: Path) -> ApiFloor:
+    """The API floor as the agent's identity, from the agent's installed kubeconfig."""
+    cluster, cert_pem, key_pem = agent_credential(kubeconfig)
+    subject = x509.load_pem_x509_certificate(cert_pem).subject
+    names = [subject.get_attributes_for_oid(oid)[0].value for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME)]
+    return ApiFloor(cluster["server"], base64.b64decode(cluster["certificate-authority-data"]),
+                    cluster.get("tls-server-name"), cert_pem, key_pem, (str(names[0]), str(names[1])))  # fmt: skip
 
 
 def backend_unavailable(backend: str) -> str | None:
@@ -105,25 +131,50 @@ def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
                 kubeconfig = config.cluster_dir(cluster) / "kubeconfig"
                 time_agent_renewal(agent, kubeconfig)  # warm-up: imports, connection setup
                 time_manual_renewal(work, admin, info.endpoint, ca, key_type)
-                agent_times, manual_times = [], []
-                for _ in range(ROUNDS[variant][key_type]):
-                    agent_times.append(time_agent_renewal(agent, kubeconfig))
-                    manual_times.append(time_manual_renewal(work, admin, info.endpoint, ca, key_type))
+                floor = api_floor_for(kubeconfig) if key_type == FLOOR_KEY_TYPE else None
+                agent_times, manual_times, floor_times = [], [], []
+                try:
+                    if floor is not None:
+                        floor.renew()  # warm-up
+                    for _ in range(ROUNDS[variant][key_type]):
+                        agent_times.append(time_agent_renewal(agent, kubeconfig))
+                        manual_times.append(time_manual_renewal(work, admin, info.endpoint, ca, key_type))
+                        if floor is not None:
+                            floor.use(*agent_credential(kubeconfig)[1:])  # the agent's certificates live 30 s
+                            floor_times.append(floor.renew())
+                    if floor is not None:
+                        floor.use(*agent_credential(kubeconfig)[1:])
+                        floor.delete_csrs()
+                finally:
+                    if floor is not None:
+                        floor.close()
             agent_stats, manual_stats = spread(agent_times), spread(manual_times)
             results[key_type] = {
                 "agent_seconds": agent_stats,
                 "manual_seconds": manual_stats,
                 "ratio_manual_over_agent_median": round(manual_stats["median"] / agent_stats["median"], 2),
             }
+            if floor_times:
+                floor_stats = spread(floor_times)
+                results[key_type]["api_floor_seconds"] = floor_stats
+                results[key_type]["ratio_agent_over_api_floor_median"] = round(
+                    agent_stats["median"] / floor_stats["median"], 2)
             print(f"renewal [{backend}] {key_type}: agent median {agent_stats['median']:.3f} s, manual median "
                   f"{manual_stats['median']:.3f} s, ratio {results[key_type]['ratio_manual_over_agent_median']}x",
                   flush=True)  # fmt: skip
+    default, slowest_manual = results[FLOOR_KEY_TYPE], results["rsa-4096"]
+    acceptance = {
+        "agent_default_vs_manual_rsa_4096": round(slowest_manual["manual_seconds"]["median"]
+                                                  / default["agent_seconds"]["median"], 2),
+        "agent_default_over_api_floor": default["ratio_agent_over_api_floor_median"],
+        "targets": {"agent_default_vs_manual_rsa_4096": ">= 40", "agent_default_over_api_floor": "<= 2"},
+    }  # fmt: skip
     version = {}
     if backend == "real":
         from lab.controlplane.real import KUBE_VERSION
 
         version = {"kubernetes_version": KUBE_VERSION}
-    return {"control_plane": describe_backend(backend), **version, "key_types": results,
+    return {"control_plane": describe_backend(backend), **version, "key_types": results, "acceptance": acceptance,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 

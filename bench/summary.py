@@ -53,6 +53,20 @@ def renewal_rows(result: dict[str, Any]) -> list[Row]:
                 f"agent p10-p90 {agent['p10']:.3f}-{agent['p90']:.3f} s, "
                 f"manual {manual['p10']:.3f}-{manual['p90']:.3f} s; n = {agent['n']} each",
             ))  # fmt: skip
+            if "api_floor_seconds" in by_key:
+                floor = by_key["api_floor_seconds"]
+                rows.append((
+                    f"Renewal, {key_type}: agent's full step vs the API floor (median)", label,
+                    f"{agent['median'] * 1000:.1f} ms vs {floor['median'] * 1000:.1f} ms: "
+                    f"**{by_key['ratio_agent_over_api_floor_median']}x** (target <= 2)",
+                    f"floor: key + CSR, one TLS connection, POST, approve, GET until issued (bench/api_floor.py); "
+                    f"floor p10-p90 {floor['p10'] * 1000:.1f}-{floor['p90'] * 1000:.1f} ms; n = {floor['n']}",
+                ))  # fmt: skip
+        if "acceptance" in figures:
+            ratio = figures["acceptance"]["agent_default_vs_manual_rsa_4096"]
+            rows.append(("Renewal: agent's default (ecdsa-p256) vs the manual procedure with RSA-4096 (medians)",
+                         label, f"**{ratio}x** (target >= 40)",
+                         "the manual procedure as DESIGN section 1 has it (openssl rsa:4096 + kubectl), same run"))
     return rows
 
 

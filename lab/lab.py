@@ -500,9 +500,7 @@ class Lab:
         server, ca_pem = self._server_for(name)
         cert_pem, key_pem = self.control_plane(name).admin_credentials()
         credential = kube.Credential(cert_pem=_as_bytes(cert_pem), key_pem=_as_bytes(key_pem))
-        with tempfile.TemporaryDirectory(prefix="lab-admin-", dir=self.state_dir) as tmp, kube.KubeSession(
-            kube.Target(server=server, ca_pem=_as_bytes(ca_pem)), credential, workdir=Path(tmp)
-        ) as session:
+        with kube.KubeSession(kube.Target(server=server, ca_pem=_as_bytes(ca_pem)), credential) as session:
             yield session
 
     @contextlib.contextmanager

@@ -273,8 +273,7 @@ def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
                 raise StoreError(f"no kubeconfig at {store.kubeconfig_path}")
             cached = store.load_cache()
             group = config.group_for(cached.secret.breakglass_group if cached else None)
-            identity = verify_kubeconfig(kubeconfig, config.user_name, group, workdir=store.directory,
-                                         timeout=config.timing.api_timeout)  # fmt: skip
+            identity = verify_kubeconfig(kubeconfig, config.user_name, group, timeout=config.timing.api_timeout)
         except Revoked as exc:
             print(f"{name}: REVOKED: {exc}")
             codes.append("revoked")

@@ -39,15 +39,31 @@ class CsrCleanup:
         self._leftovers: list[str] = []
 
     def after_use(self, session: kube.KubeSession, name: str) -> None:
-        """Delete ``name`` unless this identity was refused before; then the leftovers, within one timeout."""
+        """Delete ``name`` unless this identity was refused before; then the leftovers, within one timeout.
+
+        The deletion is sent at once and its answer read before the session's next request or at its close,
+        so the server deletes while the agent verifies and installs the new kubeconfig.
+        """
         identity = identity_of(session.credential)
-        if identity in self._refused or not session.delete_csr(name):
-            if identity not in self._refused:
+        if identity in self._refused:
+            self._leave(name)
+            return
+
+        def answered(error: kube.KubeError | None) -> None:
+            if isinstance(error, kube.Forbidden):
                 log.info("%s may not delete CSRs; leaving them to the API server's cleanup", identity,
                          extra={"cluster": self.cluster})  # fmt: skip
-            self._refused.add(identity)
-            self._leftovers = [*self._leftovers, name][-LEFTOVERS_KEPT:]
-            return
+                self._refused.add(identity)
+                self._leave(name)
+                return
+            self._delete_leftovers(session)
+
+        session.request_later("DELETE", f"{kube.CSR_PATH}/{name}", answered)
+
+    def _leave(self, name: str) -> None:
+        self._leftovers = [*self._leftovers, name][-LEFTOVERS_KEPT:]
+
+    def _delete_leftovers(self, session: kube.KubeSession) -> None:
         budget = time.monotonic() + session.timeout
         while self._leftovers and time.monotonic() < budget:
             if not session.delete_csr(self._leftovers[0]):

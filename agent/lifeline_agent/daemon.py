@@ -57,11 +57,13 @@ _import_lock = threading.Lock()
 
 
 def preload_libraries() -> None:
-    """Import the heavy library, one thread at a time. The agent imports it lazily (start-up and
-    footprint), but two threads importing one package at once can see it half initialised
-    (``ImportError: cannot import name ...``), which costs that cluster a back-off."""
+    """Import the heavy library (botocore; the agent never needs boto3), one thread at a time. The agent
+    imports it lazily (start-up and footprint), but two threads importing one package at once can see it
+    half initialised (``ImportError: cannot import name ...``), which costs that cluster a back-off."""
     with _import_lock:
-        import boto3  # noqa: F401
+        import botocore.client  # noqa: F401
+        import botocore.config  # noqa: F401
+        import botocore.session  # noqa: F401
 
 
 class Daemon:

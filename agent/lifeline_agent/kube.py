@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lifeline_agent import transport
-from lifeline_agent.permissions import make_private_directories
+from lifeline_agent.tls_contexts import client_context
 
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -160,34 +158,28 @@ _TRANSPORT_ERRORS: dict[type[transport.TransportError], type[KubeError]] = {
 class KubeSession:
     """One API server, one credential, one kept-alive connection. Use as a context manager; nothing is retried."""
 
-    def __init__(self, target: Target, credential: Credential, *, workdir: Path, timeout: float = 10.0) -> None:
+    def __init__(self, target: Target, credential: Credential, *, timeout: float = 10.0) -> None:
         self.target, self.credential, self.timeout = target, credential, timeout
         url = urlsplit(target.server)
         self._netloc, self._base, port = url.netloc, url.path.rstrip("/"), url.port or 443
-        make_private_directories(workdir)
-        self._tmp = Path(tempfile.mkdtemp(prefix=".session-", dir=workdir))
         self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        client_cert: tuple[Path, Path] | None = None
+        client_cert: tuple[bytes, bytes] | None = None
         if credential.token is not None:
             self._headers["Authorization"] = f"Bearer {credential.token}"
         elif credential.cert_pem is not None and credential.key_pem is not None:
-            client_cert = (self._private_file("client.crt", credential.cert_pem),
-                           self._private_file("client.key", credential.key_pem))  # fmt: skip
+            client_cert = (credential.cert_pem, credential.key_pem)
         self._url_problem = None if url.scheme == "https" and url.hostname else f"{target.server!r} is not https://host"
         self._connection = transport.HttpsConnection(
-            url.hostname or "", port, ca_pem=target.ca_pem,
-            server_name=target.tls_server_name or url.hostname or "", client_cert=client_cert,
+            url.hostname or "", port, server_name=target.tls_server_name or url.hostname or "",
+            context=lambda: client_context(target.ca_pem, client_cert),
         )  # fmt: skip
-
-    def _private_file(self, name: str, data: bytes) -> Path:
-        path = self._tmp / name
-        path.touch(mode=0o600)
-        path.write_bytes(data)
-        return path
+        self._later: tuple[str, str, Callable[[KubeError | None], None]] | None = None
 
     def close(self) -> None:
-        self._connection.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        try:
+            self._finish_later()
+        finally:
+            self._connection.close()
 
     def __enter__(self) -> KubeSession:
         return self
@@ -197,12 +189,47 @@ class KubeSession:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON in, JSON out; HTTP and transport errors become :class:`KubeError` subclasses."""
+        self._finish_later()
+        self._send(method, path, body)
+        return self._answer(method, path)
+
+    def request_later(self, method: str, path: str, on_answer: Callable[[KubeError | None], None]) -> None:
+        """Send a request now and read its answer before the next request or at :meth:`close`, so the server
+        works on it meanwhile; ``on_answer`` gets ``None`` when it succeeded, else the :class:`KubeError`."""
+        self._finish_later()
+        try:
+            self._send(method, path, None)
+        except KubeError as exc:
+            on_answer(exc)
+            return
+        self._later = (method, path, on_answer)
+
+    def _finish_later(self) -> None:
+        if self._later is None:
+            return
+        method, path, on_answer = self._later
+        self._later = None
+        try:
+            self._answer(method, path)
+        except KubeError as exc:
+            on_answer(exc)
+            return
+        on_answer(None)
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> None:
         where = f"{method} {self._netloc}{path}"
         if self._url_problem is not None:
             raise KubeError(f"{where}: {self._url_problem}")
         data = None if body is None else json.dumps(body).encode()
         try:
-            status, payload = self._connection.request(method, self._base + path, self._headers, data, self.timeout)
+            self._connection.send(method, self._base + path, self._headers, data, self.timeout)
+        except transport.TransportError as exc:
+            raise _TRANSPORT_ERRORS[type(exc)](f"{where}: {exc}") from None
+
+    def _answer(self, method: str, path: str) -> dict[str, Any]:
+        where = f"{method} {self._netloc}{path}"
+        try:
+            status, payload = self._connection.receive()
         except transport.TransportError as exc:
             raise _TRANSPORT_ERRORS[type(exc)](f"{where}: {exc}") from None
         if status == 401:
@@ -296,11 +323,13 @@ class KubeSession:
     def wait_for_certificate(self, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> bytes:
         """Poll the CSR until ``status.certificate`` is set; :class:`CsrRejected` on Denied/Failed.
 
-        The first look is at once, then after 10 ms, doubling up to 1 s: kube-controller-manager's signer
-        answers an approved CSR in about 10 ms on loopback, a busy one in a few hundred.
+        The first look is at once; then the pause is half the time waited so far, at least 1 ms and at most
+        1 s. kube-controller-manager's signer answers an approved CSR in about 5 ms on loopback
+        (bench/lab_speed.py), a busy one in a few hundred: the first looks follow it closely, and a slow
+        signer is asked about once a second.
         """
-        deadline = time.monotonic() + timeout
-        pause = 0.01
+        started = time.monotonic()
+        deadline = started + timeout
         while True:
             csr = self.request("GET", f"{CSR_PATH}/{name}")
             status = csr.get("status") or {}
@@ -310,10 +339,10 @@ class KubeSession:
                     raise CsrRejected(f"CSR {name} {condition['type']}: {reason}")
             if status.get("certificate"):
                 return base64.b64decode(status["certificate"])
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise CsrTimeout(f"CSR {name}: no certificate after {timeout:g} s")
-            sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, 1.0)
+            sleep(min(max((now - started) / 2, 0.001), 1.0, deadline - now))
 
     def delete_csr(self, name: str) -> bool:
         """Best effort (CSRs are garbage-collected after about an hour); False when RBAC does not allow it."""

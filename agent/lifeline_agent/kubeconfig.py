@@ -90,14 +90,20 @@ def build_kubeconfig(
     }
 
 
+# libyaml (in PyYAML's wheels) parses and writes a kubeconfig ~10x faster than the pure-Python classes, which
+# were a third of a renewal's time; the results are the same documents.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def dump_kubeconfig(config: dict[str, Any]) -> bytes:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False).encode("utf-8")
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=False, default_flow_style=False).encode("utf-8")
 
 
 def load_kubeconfig(data: bytes) -> dict[str, Any]:
     """Parse a kubeconfig; ``ValueError`` when it is not one (truncated, garbage, wrong shape)."""
     try:
-        config = yaml.safe_load(data)
+        config = yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise ValueError(f"kubeconfig is not valid YAML: {exc}") from exc
     if not isinstance(config, dict) or config.get("kind") != "Config":
@@ -108,11 +114,14 @@ def load_kubeconfig(data: bytes) -> dict[str, Any]:
     return config
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | None = None) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | None = None,
+                 durable: bool = True) -> None:  # fmt: skip
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     Temp file in the same directory, created with ``mode`` (never wider), fsync, rename, fsync of
-    the directory. The temp file is removed if anything fails.
+    the directory. The temp file is removed if anything fails. ``durable=False`` leaves out both fsyncs,
+    for snapshots rewritten at every step that a power cut may roll back or empty (readers still see one
+    whole file).
     """
     path = Path(path)
     directory = path.parent
@@ -125,7 +134,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | Non
             fd = -1
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         if fd >= 0:
@@ -133,6 +143,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | Non
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    if not durable:
+        return
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

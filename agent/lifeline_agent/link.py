@@ -25,6 +25,8 @@ def probe_region(*, region: str | None, endpoint_url: str | None, timeout: float
 class LinkMonitor:
     """Remembers the last probe result; probes again when it is older than ``interval``.
 
+    ``is_up(fresh=True)`` wants a result from a probe that started after the call: the clusters that asked
+    while one probe ran (a fleet's first pass) share the next one instead of queueing for one each.
     ``report`` gets every result (the Observer logs changes and sets ``lifeline_service_link_up``).
     """
 
@@ -33,15 +35,18 @@ class LinkMonitor:
         self._probe, self.interval, self._report = probe, interval, report
         self._lock = threading.Lock()
         self._up: bool | None = None
-        self._checked = float("-inf")
+        self._checked = self._started = float("-inf")
 
     @property
     def last(self) -> bool | None:
         return self._up
 
     def is_up(self, *, fresh: bool = False) -> bool:
+        asked = time.monotonic()
         with self._lock:
-            if fresh or time.monotonic() - self._checked >= self.interval:
+            stale = self._started < asked if fresh else time.monotonic() - self._checked >= self.interval
+            if stale:
+                self._started = time.monotonic()
                 self._up = self._probe()
                 self._checked = time.monotonic()
                 if self._report is not None:

@@ -7,6 +7,7 @@ after it was proven against the API server on its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -243,8 +244,7 @@ class ClusterAgent:
         return targets or [kube.Target(cache.secret.endpoint, cache.secret.ca_pem, None)]
 
     def _session(self, target: kube.Target, credential: kube.Credential) -> kube.KubeSession:
-        return kube.KubeSession(target, credential, workdir=self.store.directory,
-                                timeout=self.config.timing.api_timeout)  # fmt: skip
+        return kube.KubeSession(target, credential, timeout=self.config.timing.api_timeout)
 
     def _first_reachable(self, targets: list[kube.Target], attempt: Callable[[kube.Target], Any]) -> Any:
         """``attempt`` on each target in turn until one answers; the last :class:`kube.Unreachable` otherwise."""
@@ -302,18 +302,20 @@ class ClusterAgent:
         wanted = self._wanted(cache)
         csr = make_csr(key, wanted.common_name, wanted.organization)
 
-        def request_certificate(target: kube.Target) -> tuple[kube.Target, bytes]:
-            with self._session(target, credential) as session:
+        with contextlib.ExitStack() as sessions:  # open until installed: the server deletes the CSR meanwhile
+
+            def request_certificate(target: kube.Target) -> tuple[kube.Target, bytes]:
+                session = sessions.enter_context(self._session(target, credential))
                 return target, self._csr_round_trip(session, csr)
 
-        target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), request_certificate)
-        certificate = parse_certificate(cert_pem)
-        admit(certificate, key, wanted, now=self.clock(), clock_skew=self.config.timing.clock_skew,
-              min_remaining=self.config.timing.min_remaining_lifetime)  # fmt: skip
-        new_key = key_pem(key)
-        config = self._kubeconfig(target, cert_pem, new_key)
-        self._verify(config, wanted.organization)
-        self.store.install(config, new_key)
+            target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), request_certificate)
+            certificate = parse_certificate(cert_pem)
+            admit(certificate, key, wanted, now=self.clock(), clock_skew=self.config.timing.clock_skew,
+                  min_remaining=self.config.timing.min_remaining_lifetime)  # fmt: skip
+            new_key = key_pem(key)
+            config = self._kubeconfig(target, cert_pem, new_key)
+            self._verify(config, wanted.organization)
+            self.store.install(config, new_key)
         self.last_renewal, self._renewal_requested = self.clock(), None
         self._count_renewal("success")
         log.info("installed a new kubeconfig", extra={
@@ -343,8 +345,7 @@ class ClusterAgent:
 
     def _verify(self, config: dict[str, Any], group: str) -> None:
         """Prove ``config`` on its own: the server sees our user and group, and lets us read a service."""
-        verify_kubeconfig(config, self.config.user_name, group, workdir=self.store.directory,
-                          timeout=self.config.timing.api_timeout)  # fmt: skip
+        verify_kubeconfig(config, self.config.user_name, group, timeout=self.config.timing.api_timeout)
         self.last_verified = self.clock()
 
     def _verify_installed(self, installed: Installed, cache: CachedCluster) -> None:

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import grp
 import json
 import os
@@ -103,6 +105,7 @@ class ClusterStore:
         self.directory = Path(directory)
         self.operators_group = operators_group
         self.swaps = 0  # how often this object replaced the current kubeconfig (install or restore)
+        self._parsed: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # path -> (stat, document)
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -154,16 +157,24 @@ class ClusterStore:
         self.swaps += 1
 
     def _load(self, path: Path) -> dict[str, Any] | None:
+        """Parsed again only when the file changed (another inode, size or mtime): most steps read nothing."""
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                seen = _identity(os.fstat(handle.fileno()))
+                cached = self._parsed.get(path)
+                if cached is not None and cached[0] == seen:
+                    return copy.deepcopy(cached[1])
+                data = handle.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreError(f"{path}: {exc.strerror}") from None
         try:
-            return load_kubeconfig(data)
+            document = load_kubeconfig(data)
         except ValueError as exc:
             raise StoreError(f"{path}: {exc}") from None
+        self._parsed[path] = (seen, copy.deepcopy(document))
+        return document
 
     def install(self, config: dict[str, Any], key_pem: bytes) -> None:
         """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each step atomic."""
@@ -179,6 +190,8 @@ class ClusterStore:
         atomic_write(self.kubeconfig_path, new, mode=mode, group=self.operators_group)
         atomic_write(self.path(KEY), key_pem, mode=0o600)
         self.swaps += 1
+        with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
+            self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
 
     # --- the cached secret and IPs ------------------------------------------------------------------
 
@@ -204,7 +217,8 @@ class ClusterStore:
     def save_status(self, status: dict[str, Any]) -> None:
         self.ensure()
         document = dict(status, written_at=time.time())
-        atomic_write(self.path(STATUS), json.dumps(document, sort_keys=True).encode("utf-8"), mode=0o644)
+        atomic_write(self.path(STATUS), json.dumps(document, sort_keys=True).encode("utf-8"), mode=0o644,
+                     durable=False)  # rewritten at every step; a power cut may only roll it back
 
     def load_status(self) -> dict[str, Any] | None:
         try:
@@ -214,6 +228,10 @@ class ClusterStore:
         except OSError as exc:
             raise StoreError(f"{self.path(STATUS)}: {exc.strerror}") from None
         return document if isinstance(document, dict) else None
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def known_clusters(state_dir: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """HTTPS to one server over ``http.client`` and ``ssl``, for :mod:`lifeline_agent.kube`.
 
-One TLS context and one kept-alive connection per :class:`HttpsConnection`. Every request has one
+One kept-alive connection per :class:`HttpsConnection`, over the TLS context its factory gives. Every request has one
 deadline for all of it (connect, TLS handshake, sending, status line, headers and body): the socket
 timeout is set to the time left before each read and write, so a server that drips a byte a second
 fails the request at the deadline. Answers are read in bounded chunks and refused past ``max_body``.
@@ -14,8 +14,12 @@ import select
 import socket
 import ssl
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from lifeline_agent.tls_contexts import ClientTls
+
+_T = TypeVar("_T")
 
 MAX_BODY = 4 * 1024 * 1024  # a CSR, a review or a service is a few KiB
 _CHUNK = 64 * 1024
@@ -85,50 +89,71 @@ class _ResponseSource:
 class HttpsConnection:
     """Requests to ``host:port`` over TLS, one at a time; not thread-safe. Nothing is retried."""
 
-    def __init__(self, host: str, port: int, *, ca_pem: bytes, server_name: str,
-                 client_cert: tuple[Path, Path] | None = None, max_body: int = MAX_BODY) -> None:  # fmt: skip
+    def __init__(self, host: str, port: int, *, context: Callable[[], ClientTls], server_name: str,
+                 max_body: int = MAX_BODY) -> None:  # fmt: skip
+        """``context`` is called when the first connection is made; a ``ValueError`` from it is a TLS failure."""
         self.host, self.port, self.server_name, self.max_body = host, port, server_name, max_body
-        self._ca_pem, self._client_cert = ca_pem, client_cert
-        self._context: ssl.SSLContext | None = None
+        self._address = (host, port, server_name)
+        self._context_factory = context
+        self._context: ClientTls | None = None
         self._sock: ssl.SSLSocket | None = None
+        self._pending: tuple[str, _Deadline] | None = None  # the method and deadline of a sent request
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
-        self._sock = None
+        self._sock, self._pending = None, None
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None,
                 timeout: float) -> tuple[int, bytes]:  # fmt: skip
         """``(status, body)`` of one request that must be done within ``timeout`` seconds."""
-        deadline = _Deadline(timeout)
-        try:
-            return self._exchange(method, path, headers, body, deadline)
-        except BaseException:
-            self.close()  # never reuse a connection in an unknown state
-            raise
+        self.send(method, path, headers, body, timeout)
+        return self.receive()
 
-    def _exchange(self, method: str, path: str, headers: dict[str, str], body: bytes | None,
-                  deadline: _Deadline) -> tuple[int, bytes]:  # fmt: skip
+    def send(self, method: str, path: str, headers: dict[str, str], body: bytes | None, timeout: float) -> None:
+        """Send a request now; :meth:`receive` reads its answer later, within the same ``timeout``."""
+        if self._pending is not None:
+            raise RuntimeError("the answer to the previous request has not been read")
+        deadline = _Deadline(timeout)
+        self._guarded(deadline, lambda: self._send(method, path, headers, body, deadline))
+        self._pending = (method, deadline)
+
+    def receive(self) -> tuple[int, bytes]:
+        """The answer to the request :meth:`send` sent."""
+        if self._pending is None:
+            raise RuntimeError("no request is waiting for its answer")
+        method, deadline = self._pending
+        self._pending = None
+        return self._guarded(deadline, lambda: self._receive(method, deadline))
+
+    def _guarded(self, deadline: _Deadline, action: Callable[[], _T]) -> _T:
+        """``action`` with socket, TLS and HTTP errors named; the connection is dropped after any of them."""
         try:
-            sock = self._connection(deadline)
-            sock.settimeout(deadline.remaining())
-            sock.sendall(self._head(method, path, headers, body) + (body or b""))
-            source = _ResponseSource(_DeadlineReader(sock, deadline))
-            response = http.client.HTTPResponse(source, method=method)  # type: ignore[arg-type]
-            response.begin()
-            payload = self._body(response)
-        except TimeoutError:
-            raise DeadlineExceeded(f"no complete answer within {deadline.seconds:g} s") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise TlsFailed(f"TLS failed: the server's certificate is not trusted ({exc.verify_message})") from None
-        except ssl.SSLError as exc:
-            raise TlsFailed(f"TLS failed: {exc.reason or exc}") from None
-        except http.client.RemoteDisconnected:
-            raise ConnectionFailed("the server closed the connection without answering") from None
-        except http.client.HTTPException as exc:
-            raise BadResponse(f"not an HTTP answer ({type(exc).__name__}: {exc})") from None
-        except OSError as exc:
-            raise ConnectionFailed(f"{type(exc).__name__}: {exc.strerror or exc}") from None
+            return action()
+        except BaseException as exc:
+            self.close()  # never reuse a connection in an unknown state
+            if isinstance(exc, TransportError):
+                raise
+            error = _named(exc, deadline)
+            if error is None:
+                raise
+            raise error from None
+
+    def _send(self, method: str, path: str, headers: dict[str, str], body: bytes | None,
+              deadline: _Deadline) -> None:  # fmt: skip
+        sock = self._connection(deadline)
+        sock.settimeout(deadline.remaining())
+        sock.sendall(self._head(method, path, headers, body) + (body or b""))
+
+    def _receive(self, method: str, deadline: _Deadline) -> tuple[int, bytes]:
+        if self._sock is None:
+            raise ConnectionFailed("the connection was closed before the answer was read")
+        response = http.client.HTTPResponse(_ResponseSource(_DeadlineReader(self._sock, deadline)),  # type: ignore[arg-type]
+                                            method=method)  # fmt: skip
+        response.begin()
+        payload = self._body(response)
+        if self._context is not None and self._sock is not None:
+            self._context.remember(self._address, self._sock.session)  # the ticket comes after the handshake
         if response.will_close:
             self.close()
         return response.status, payload
@@ -161,8 +186,10 @@ class HttpsConnection:
         self.close()  # a kept-alive connection the server closed (or wrote to unasked) is not reused
         raw = socket.create_connection((self.host, self.port), timeout=deadline.remaining())
         try:
-            sock = self._tls_context().wrap_socket(raw, server_hostname=self.server_name,
-                                                   do_handshake_on_connect=False)  # fmt: skip
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the request head and body go out at once
+            tls = self._tls_context()
+            sock = tls.context.wrap_socket(raw, server_hostname=self.server_name, do_handshake_on_connect=False,
+                                           session=tls.session_for(self._address))  # fmt: skip
         except BaseException:
             raw.close()
             raise
@@ -174,17 +201,30 @@ class HttpsConnection:
         self._sock = sock
         return sock
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self) -> ClientTls:
         if self._context is None:
             try:
-                context = ssl.create_default_context(cadata=self._ca_pem.decode("ascii"))
-                if self._client_cert is not None:
-                    context.load_cert_chain(*self._client_cert)
-            except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
-                raise TlsFailed(f"the CA data or the client certificate is not usable: {exc}") from None
-            context.set_alpn_protocols(["http/1.1"])
-            self._context = context
+                self._context = self._context_factory()
+            except ValueError as exc:
+                raise TlsFailed(str(exc)) from None
         return self._context
+
+
+def _named(exc: BaseException, deadline: _Deadline) -> TransportError | None:
+    """The :class:`TransportError` that ``exc`` from a socket, ``ssl`` or ``http.client`` means; ``None`` if none."""
+    if isinstance(exc, TimeoutError):
+        return DeadlineExceeded(f"no complete answer within {deadline.seconds:g} s")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsFailed(f"TLS failed: the server's certificate is not trusted ({exc.verify_message})")
+    if isinstance(exc, ssl.SSLError):
+        return TlsFailed(f"TLS failed: {exc.reason or exc}")
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return ConnectionFailed("the server closed the connection without answering")
+    if isinstance(exc, http.client.HTTPException):
+        return BadResponse(f"not an HTTP answer ({type(exc).__name__}: {exc})")
+    if isinstance(exc, OSError):
+        return ConnectionFailed(f"{type(exc).__name__}: {exc.strerror or exc}")
+    return None
 
 
 def _handshake(sock: ssl.SSLSocket, deadline: _Deadline) -> None:

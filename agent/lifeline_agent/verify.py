@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from lifeline_agent import kube
@@ -21,14 +20,14 @@ class WrongIdentity(CertificateError):
     """The API server sees another user or groups than the kubeconfig's certificate is for."""
 
 
-def verify_kubeconfig(config: dict[str, Any], user: str, group: str, *, workdir: Path, timeout: float) -> kube.Identity:
+def verify_kubeconfig(config: dict[str, Any], user: str, group: str, *, timeout: float) -> kube.Identity:
     """Use ``config`` alone to ask who we are and read the ``kubernetes`` service.
 
     :class:`Revoked` when the server forbids it (403); :class:`kube.KubeError` on other failures;
     :class:`WrongIdentity` when the server sees another identity.
     """
     target, credential = kube.from_kubeconfig(config)
-    with kube.KubeSession(target, credential, workdir=workdir, timeout=timeout) as session:
+    with kube.KubeSession(target, credential, timeout=timeout) as session:
         try:
             identity = session.who_am_i()
             if identity is None:  # no SelfSubjectReview: the certificate says who we are, RBAC says what

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -49,9 +47,7 @@ class BootstrapResult:
 def session_for(cluster: ClusterView, token: str) -> Iterator[kube.KubeSession]:
     """A session with the cluster's API server: bearer token, TLS verified with the cluster's CA."""
     target = kube.Target(server=cluster.endpoint, ca_pem=base64.b64decode(cluster.certificateAuthorityData))
-    with tempfile.TemporaryDirectory(prefix="lifeline-rbac-") as workdir, kube.KubeSession(
-        target, kube.Credential(token=token), workdir=Path(workdir), timeout=API_TIMEOUT_SECONDS
-    ) as session:
+    with kube.KubeSession(target, kube.Credential(token=token), timeout=API_TIMEOUT_SECONDS) as session:
         yield session
 
 

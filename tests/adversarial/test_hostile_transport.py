@@ -32,9 +32,9 @@ MEMORY_GROWTH_LIMIT_KIB = 64 * 1024
 HUGE_BYTES = 300 * 1024 * 1024
 
 
-def session_to(url: str, ca_pem: bytes, workdir: Path, timeout: float = API_TIMEOUT) -> kube.KubeSession:
+def session_to(url: str, ca_pem: bytes, timeout: float = API_TIMEOUT) -> kube.KubeSession:
     return kube.KubeSession(kube.Target(url, ca_pem, None), kube.Credential(token="hostile-test-token"),
-                            workdir=workdir, timeout=timeout)  # fmt: skip
+                            timeout=timeout)  # fmt: skip
 
 
 def test_an_honest_server_answers_every_call_of_one_session_over_one_connection(
@@ -50,7 +50,7 @@ def test_an_honest_server_answers_every_call_of_one_session_over_one_connection(
         return real_connect(address, *args, **options)
 
     monkeypatch.setattr(transport.socket, "create_connection", counted)
-    with session_to(hostile.url, hostile.ca_pem, tmp_path) as session:
+    with session_to(hostile.url, hostile.ca_pem) as session:
         identity = session.who_am_i()
         allowed = session.can("get", "services", "default", "kubernetes")
         service = session.read_kubernetes_service()
@@ -62,7 +62,7 @@ def test_an_honest_server_answers_every_call_of_one_session_over_one_connection(
 
 def test_a_server_certificate_from_another_ca_is_a_tls_error(hostile: HostileApiServer, tmp_path: Path) -> None:
     other_ca = ClusterCA.create(common_name="not-the-cluster-ca", key_type="ec").cert_pem
-    with session_to(hostile.url, other_ca, tmp_path) as session, pytest.raises(kube.TlsError, match="not trusted"):
+    with session_to(hostile.url, other_ca) as session, pytest.raises(kube.TlsError, match="not trusted"):
         session.read_kubernetes_service()
     assert hostile.requests == []
 
@@ -70,7 +70,7 @@ def test_a_server_certificate_from_another_ca_is_a_tls_error(hostile: HostileApi
 def test_a_dripping_answer_fails_at_the_whole_request_deadline(hostile: HostileApiServer, tmp_path: Path) -> None:
     hostile.mode = "slow-drip"
     started = time.monotonic()
-    with session_to(hostile.url, hostile.ca_pem, tmp_path) as session, \
+    with session_to(hostile.url, hostile.ca_pem) as session, \
             pytest.raises(kube.Timeout, match=f"within {API_TIMEOUT:g} s"):  # fmt: skip
         session.read_kubernetes_service()
     elapsed = time.monotonic() - started
@@ -116,7 +116,7 @@ def test_a_dripping_tls_handshake_fails_at_the_deadline(tmp_path: Path) -> None:
     ca_pem = ClusterCA.create(key_type="ec").cert_pem
     try:
         started = time.monotonic()
-        with session_to(f"https://127.0.0.1:{server.port}", ca_pem, tmp_path) as session, \
+        with session_to(f"https://127.0.0.1:{server.port}", ca_pem) as session, \
                 pytest.raises(kube.Timeout):  # fmt: skip
             session.read_kubernetes_service()
         assert time.monotonic() - started < 2 * API_TIMEOUT
@@ -184,9 +184,9 @@ MEASURE = textwrap.dedent(
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
 
-    url, ca_file, workdir = sys.argv[1:4]
+    url, ca_file = sys.argv[1:3]
     target = kube.Target(url, Path(ca_file).read_bytes(), None)
-    with kube.KubeSession(target, kube.Credential(token="t"), workdir=Path(workdir), timeout=30) as session:
+    with kube.KubeSession(target, kube.Credential(token="t"), timeout=30) as session:
         before, started = peak_kib(), time.monotonic()
         try:
             session.read_kubernetes_service()
@@ -201,7 +201,7 @@ MEASURE = textwrap.dedent(
 
 def measured_call(url: str, ca_pem: bytes, tmp_path: Path) -> dict[str, Any]:
     (tmp_path / "ca.crt").write_bytes(ca_pem)
-    child = subprocess.run([sys.executable, "-c", MEASURE, url, str(tmp_path / "ca.crt"), str(tmp_path / "work")],
+    child = subprocess.run([sys.executable, "-c", MEASURE, url, str(tmp_path / "ca.crt")],
                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert child.returncode == 0, child.stderr
     return dict(json.loads(child.stdout))

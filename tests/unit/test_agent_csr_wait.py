@@ -9,9 +9,8 @@ from lifeline_agent import kube
 
 
 @pytest.fixture
-def session(tmp_path):
-    with kube.KubeSession(kube.Target("https://127.0.0.1:9", b"", None), kube.Credential(token="t"),
-                          workdir=tmp_path) as session:
+def session():
+    with kube.KubeSession(kube.Target("https://127.0.0.1:9", b"", None), kube.Credential(token="t")) as session:
         yield session
 
 
@@ -42,18 +41,26 @@ def test_no_certificate_within_the_bound(session):
         session.wait_for_certificate("c", timeout=0.2)
 
 
-def test_session_files_are_private_and_removed(tmp_path):
-    with kube.KubeSession(kube.Target("https://127.0.0.1:9", b"", None),
-                          kube.Credential(cert_pem=b"C", key_pem=b"K"), workdir=tmp_path / "edge") as session:
-        directories = list((tmp_path / "edge").glob(".session-*"))
-        assert len(directories) == 1
-        assert directories[0].stat().st_mode & 0o777 == 0o700
-        assert (directories[0] / "client.key").stat().st_mode & 0o777 == 0o600
-        assert session.target.server == "https://127.0.0.1:9"
-    assert list((tmp_path / "edge").iterdir()) == []
-
-
-def test_unreachable_server_is_named(tmp_path):
+def test_unreachable_server_is_named():
     with kube.KubeSession(kube.Target("https://127.0.0.1:9", b"", None), kube.Credential(token="t"),
-                          workdir=tmp_path, timeout=2) as session, pytest.raises(kube.Unreachable, match="127.0.0.1:9"):
+                          timeout=2) as session, pytest.raises(kube.Unreachable, match="127.0.0.1:9"):
         session.read_kubernetes_service()
+
+
+def test_the_pause_is_half_the_time_waited_between_1_ms_and_1_s(session, monkeypatch):
+    clock = [100.0]
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(round(seconds, 4))
+        clock[0] += seconds
+
+    monkeypatch.setattr(kube.time, "monotonic", lambda: clock[0])
+    answers(session, {"status": {}})
+    with pytest.raises(kube.CsrTimeout):
+        session.wait_for_certificate("c", timeout=10, sleep=sleep)
+    assert pauses[:3] == [0.001, 0.001, 0.001]
+    assert all(b >= a for a, b in zip(pauses[:-2], pauses[1:-1], strict=True))  # the last ends at the deadline
+    assert max(pauses) == 1.0
+    assert 20 <= len(pauses) <= 40  # a few dozen looks in 10 s, not thousands
+    assert round(sum(pauses), 4) == 10.0
