@@ -98,7 +98,8 @@ def test_bootstrap_as_the_cluster_creator_applies_rbac_and_aws_auth(lab: Any, un
                        token=_token(lab, info.id, lab.creator.boto3_session()))
     assert result.authMapping == "aws-auth" and result.principals == 1
     assert sorted(result.applied) == ["ClusterRole/lifeline-csr-requester", "ClusterRoleBinding/lifeline-breakglass",
-                                      "ClusterRoleBinding/lifeline-csr-requester"]
+                                      "ClusterRoleBinding/lifeline-csr-requester",
+                                      "ClusterRoleBinding/lifeline-operators"]
     with lab.kubernetes_api_client(unique_name) as api_client:
         data = client.CoreV1Api(api_client).read_namespaced_config_map("aws-auth", "kube-system").data
     assert lab.agent_principal.arn in data["mapUsers"] and "lifeline:agents" in data["mapUsers"]
