@@ -35,6 +35,13 @@ AWS Outposts, so that kubectl keeps working while the service link to the Region
 Kubeconfigs are written to <state_dir>/<cluster>/kubeconfig (default state_dir /var/lib/lifeline)."""
 
 
+GRANT_DESCRIPTION = """Issues a personal kubeconfig for one person with the agent's current certificate, through the
+CSR API, so it works with the service link down: CN=lifeline-user:<name>, O=<[grant] group> (default
+lifeline:operators, bound by the Region workflow's ClusterRoleBinding lifeline-operators).
+The key is made here; the kubeconfig is proven against the API server (it must see that person),
+recorded in <state_dir>/<cluster>/grants.json and written 0600, owned by the invoking user (the one
+behind sudo). Needs write access to the cluster's state directory: run it as root (sudo) or as the
+agent's user."""
 GRANT_EPILOG = f"""exit codes:
   {EXIT_OK}  the kubeconfig was issued, proven (the API server sees that person) and written
   {EXIT_FAILED}  it could not be issued or proven (the message says why); nothing was written
@@ -88,14 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("cluster", nargs="?", help="one cluster (default: all configured)")
     grant = sub.add_parser("grant", parents=[common], formatter_class=formatter, epilog=GRANT_EPILOG,
                            help="issue a personal kubeconfig for a named person (works with the link down)",
-                           description="Issues a personal kubeconfig for one person with the agent's current "
-                           "certificate, through the CSR API: CN=lifeline-user:<name>, O=<grant.group> "
-                           "(lifeline:operators by default, bound by the Region workflow's ClusterRoleBinding "
-                           "lifeline-operators). The key is made here; the kubeconfig is proven against the API "
-                           "server (it must see that person), recorded in <state_dir>/<cluster>/grants.json and "
-                           "written 0600, owned by the invoking user (the one behind sudo). Needs write access "
-                           "to the cluster's state directory: run it as root (sudo) or as the agent's "
-                           "user.")  # fmt: skip
+                           description=GRANT_DESCRIPTION)
     grant.add_argument("cluster", help="the cluster (as in lifeline-agent status)")
     grant.add_argument("--user", required=True, metavar="NAME",
                        help="the person: a plain user name (like alice); system:, lifeline:, admin and root "
