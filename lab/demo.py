@@ -263,7 +263,8 @@ def _provision_offline_access(lab: Any, cluster: Any, log: Progress, timeline: T
     if status == "SUCCEEDED":
         secret = lab.client("secretsmanager").describe_secret(SecretId=f"lifeline/{cluster.name}")
         log(f"  secret {secret['Name']} (KMS key {secret.get('KmsKeyId', '?').rsplit('/', 1)[-1]}); "
-            "in-cluster: ClusterRoleBinding lifeline-breakglass, lifeline-csr-requester, aws-auth entry for the agent")
+            "in-cluster: ClusterRoleBindings lifeline-breakglass, lifeline-operators, lifeline-csr-requester, aws-auth "
+            "entry for the agent")
     return status, states
 
 
