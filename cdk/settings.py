@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from constructs import Node
-from lifeline_agent.contract import AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP, GROUP_PATTERN, OUTPOST_ARN_PATTERN
+from lifeline_agent.contract import (
+    AGENTS_GROUP,
+    DEFAULT_BREAKGLASS_GROUP,
+    DEFAULT_OPERATORS_GROUP,
+    GROUP_PATTERN,
+    OUTPOST_ARN_PATTERN,
+)
 
 CONTEXT_PREFIX = "lifeline:"
 DEFAULT_POLL_INTERVAL_SECONDS = 60
@@ -38,6 +44,8 @@ class LifelineSettings:
     breakglass_group: str = DEFAULT_BREAKGLASS_GROUP
     breakglass_cluster_role: str = "cluster-admin"
     agent_group: str = AGENTS_GROUP
+    operators_group: str = DEFAULT_OPERATORS_GROUP
+    operators_cluster_role: str = "cluster-admin"
     allowed_outpost_arns: tuple[str, ...] = ()
     cluster_name_pattern: str = "*"
     cluster_role_arns: tuple[str, ...] = ()
@@ -131,11 +139,19 @@ def load_settings(node: Node) -> LifelineSettings:
         raise SettingsError("context lifeline:subnetIds/securityGroupIds need lifeline:vpcId")
     poll = _as_int(node, "pollIntervalSeconds", DEFAULT_POLL_INTERVAL_SECONDS, 1, 3600)
     max_wait = _as_int(node, "maxWaitSeconds", DEFAULT_MAX_WAIT_SECONDS, 1, MAX_WAIT_LIMIT_SECONDS)
+    groups = {key: _as_group(node, key, default) for key, default in (
+        ("breakglassGroup", DEFAULT_BREAKGLASS_GROUP), ("agentGroup", AGENTS_GROUP),
+        ("operatorsGroup", DEFAULT_OPERATORS_GROUP))}  # fmt: skip
+    if len(set(groups.values())) != len(groups):
+        raise SettingsError("context lifeline:breakglassGroup, lifeline:agentGroup and lifeline:operatorsGroup "
+                            f"must be three different groups, not {sorted(groups.values())}")  # fmt: skip
     return LifelineSettings(
         agent_principal_arns=_as_list(node, "agentPrincipalArns", _PRINCIPAL_ARN),
-        breakglass_group=_as_group(node, "breakglassGroup", DEFAULT_BREAKGLASS_GROUP),
+        breakglass_group=groups["breakglassGroup"],
         breakglass_cluster_role=_as_str(node, "breakglassClusterRole", _CLUSTER_ROLE_NAME, "cluster-admin") or "",
-        agent_group=_as_group(node, "agentGroup", AGENTS_GROUP),
+        agent_group=groups["agentGroup"],
+        operators_group=groups["operatorsGroup"],
+        operators_cluster_role=_as_str(node, "operatorsClusterRole", _CLUSTER_ROLE_NAME, "cluster-admin") or "",
         allowed_outpost_arns=_as_list(node, "allowedOutpostArns", OUTPOST_ARN_PATTERN),
         cluster_name_pattern=_as_str(node, "clusterNamePattern", _CLUSTER_NAME_PATTERN, "*") or "*",
         cluster_role_arns=_as_list(node, "clusterRoleArns", _ROLE_ARN),

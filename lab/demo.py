@@ -11,7 +11,8 @@ end-to-end test asserts the same result. Steps:
 4. ``lifeline-agent run`` starts as a separate process and bootstraps the offline kubeconfig;
 5./6. the drill cuts the service link and runs the three cases with real kubectl; the table is printed;
 7. while the link stays down the agent renews (at least twice) and kubectl through the offline kubeconfig,
-   called every ~2 s from the cut on, never fails;
+   called every ~2 s from the cut on, never fails; an operator gets a personal kubeconfig with
+   ``lifeline-agent grant`` and ``kubectl auth whoami`` through it names that person;
 8. the link is restored, IAM works again, the agent stops, the lab is torn down; the timeline is written.
 """
 
@@ -47,6 +48,8 @@ from lab.timeline import Timeline
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = REPO / ".lab" / "demo"
 OFFLINE_LANE = "offline kubeconfig, every ~2 s"
+GRANT_LANE = "personal kubeconfig (grant)"
+GRANTED_USER = "alice"
 DRILL_LANES = {"extended-iam": "case 1: extended + IAM", "local-iam": "case 2: local + IAM",
                "local-lifeline": "case 3: local + Lifeline"}  # fmt: skip
 # Every AWS call of the demo names the lab's endpoint; anything that would not ends at a closed loopback port,
@@ -88,6 +91,7 @@ class DemoResult:
     renewals_offline: int
     iam_after_restore: KubectlCall | None
     agent_exit_code: int | None
+    granted_as: str | None = None  # the user `kubectl auth whoami` printed through the personal kubeconfig
     timeline_json: Path | None = None
     timeline_png: Path | None = None
     seconds: float = 0.0
@@ -109,6 +113,8 @@ class DemoResult:
             "IAM works again after the restore":
                 self.iam_after_restore is not None and self.iam_after_restore.lists_kubernetes_service,
             "agent stopped cleanly": self.agent_exit_code == 0,
+            f"with the link down, a grant for {GRANTED_USER} works as lifeline-user:{GRANTED_USER}":
+                self.granted_as == f"lifeline-user:{GRANTED_USER}",
         }  # fmt: skip
         return self.checks
 
@@ -257,7 +263,8 @@ def _provision_offline_access(lab: Any, cluster: Any, log: Progress, timeline: T
     if status == "SUCCEEDED":
         secret = lab.client("secretsmanager").describe_secret(SecretId=f"lifeline/{cluster.name}")
         log(f"  secret {secret['Name']} (KMS key {secret.get('KmsKeyId', '?').rsplit('/', 1)[-1]}); "
-            "in-cluster: ClusterRoleBinding lifeline-breakglass, lifeline-csr-requester, aws-auth entry for the agent")
+            "in-cluster: ClusterRoleBindings lifeline-breakglass, lifeline-operators, lifeline-csr-requester, aws-auth "
+            "entry for the agent")
     return status, states
 
 
@@ -454,6 +461,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             log(f"step 7: the link stays down (at least {options.min_outage_seconds:g} s) until the agent renewed "
                 f"{options.min_offline_renewals}x offline (kubectl through the offline kubeconfig every "
                 f"{options.offline_call_interval:g} s)")  # fmt: skip
+            granted_as = _grant_during_outage(agent, local.name, output / "kubeconfigs", timeline, log)
             _wait_outage(watcher, offline_loop, drill.cut_at, options, log)
             print_block(log, agent.status(as_json=False).rstrip())
 
@@ -476,7 +484,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
         log(f"  lifeline-agent stopped (exit {agent_exit}); its log: {agent_dir / 'agent.log'}")
         result = DemoResult(drill=drill, workflow_status=workflow_status, workflow_states=workflow_states,
                             offline_calls=list(offline_loop.calls), renewals_offline=renewals,
-                            iam_after_restore=iam, agent_exit_code=agent_exit)  # fmt: skip
+                            iam_after_restore=iam, agent_exit_code=agent_exit,
+                            granted_as=granted_as)  # fmt: skip
     timeline.phase("lab down")
     result.evaluate(options)
     result.timeline_json, result.timeline_png = timeline.write(output)
@@ -487,6 +496,46 @@ def run_demo(options: DemoOptions) -> DemoResult:
         log(f"  {'PASS' if ok else 'FAIL'}  {check}")
     log(f"demo {'PASSED' if result.passed else 'FAILED'} in {result.seconds:.0f} s")
     return result
+
+
+def _grant_during_outage(agent: AgentProcess, cluster: str, directory: Path, timeline: Timeline,
+                         log: Progress) -> str | None:  # fmt: skip
+    """``lifeline-agent grant`` for an operator, then ``kubectl auth whoami`` through the personal kubeconfig;
+    returns the user the API server saw (None when either failed)."""
+    import base64
+    import subprocess
+
+    from lifeline_agent.keys import parse_certificate
+    from lifeline_agent.kubeconfig import load_kubeconfig
+
+    output = directory / f"{GRANTED_USER}.kubeconfig"
+    output.unlink(missing_ok=True)
+    log(f"  an operator asks for a personal kubeconfig: lifeline-agent grant {cluster} --user {GRANTED_USER} "
+        f"--ttl 10m --output {output}")  # fmt: skip
+    started = time.time()
+    granted = agentkit.run_once(agent.lab, agent.config, "grant", cluster, "--user", GRANTED_USER, "--ttl", "10m",
+                                "--output", str(output), timeout=60, env=agent.env)  # fmt: skip
+    if granted.returncode != 0:
+        log(f"  GRANT FAILED (exit {granted.returncode}): {granted.stderr.strip().splitlines()[-1:]}")
+        timeline.kubectl_call(GRANT_LANE, started, time.time(), False, f"grant failed: exit {granted.returncode}")
+        return None
+    log(f"  {granted.stdout.strip()}")
+    user = load_kubeconfig(output.read_bytes())["users"][0]["user"]
+    certificate = parse_certificate(base64.b64decode(user["client-certificate-data"]))
+    timeline.grant(f"lifeline-user:{GRANTED_USER}", f"{certificate.certificate.serial_number:x}",
+                   certificate.not_before, certificate.not_after, time.time())  # fmt: skip
+    asked = time.time()
+    whoami = subprocess.run([str(agentkit.KUBECTL), f"--kubeconfig={output}", "auth", "whoami", "-o", "json"],
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    try:
+        info = json.loads(whoami.stdout)["status"]["userInfo"]
+        seen, groups = str(info["username"]), ", ".join(info.get("groups") or ())
+    except (ValueError, KeyError, TypeError):
+        seen, groups = None, ""
+    message = f"kubectl auth whoami: {seen} in {groups}" if seen else f"kubectl auth whoami failed: {whoami.stderr}"
+    timeline.kubectl_call(GRANT_LANE, asked, time.time(), seen is not None, message[:120])
+    log(f"  {message.strip()}")
+    return seen
 
 
 def _wait_outage(watcher: CertificateWatcher, loop: OfflineKubectlLoop, cut_at: float, options: DemoOptions,

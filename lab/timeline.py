@@ -1,7 +1,8 @@
 """The demo's timeline: what happened when, recorded as it happens, written as JSON and drawn as a PNG.
 
 Lanes, top to bottom: the service link (up/down), the workflow's states, one bar per certificate the agent
-installed (its validity window; a triangle where it was installed), and one lane per kubectl caller with a
+installed (its validity window; a triangle where it was installed), the personal kubeconfigs granted
+(``lifeline-agent grant``: for whom, their validity) when there are any, and one lane per kubectl caller with a
 dot per call (green: the kubernetes service was listed; red: it was not) and a line for how long it took.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from lifeline_agent.kubeconfig import atomic_write
 
 OK_COLOUR, FAIL_COLOUR, DOWN_COLOUR, CERT_COLOUR = "#2e9e44", "#d62728", "#d62728", "#4c78a8"
+GRANT_COLOUR = "#9467bd"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Timeline:
     workflow: list[dict[str, Any]] = field(default_factory=list)
     certificates: list[dict[str, Any]] = field(default_factory=list)
     kubectl: list[dict[str, Any]] = field(default_factory=list)
+    grants: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _t(self, when: float | None) -> float:
@@ -51,6 +54,11 @@ class Timeline:
             self.certificates.append({"serial": serial, "not_before": self._t(not_before),
                                       "not_after": self._t(not_after), "installed": self._t(installed)})  # fmt: skip
 
+    def grant(self, user: str, serial: str, not_before: float, not_after: float, issued: float) -> None:
+        with self._lock:
+            self.grants.append({"user": user, "serial": serial, "not_before": self._t(not_before),
+                                "not_after": self._t(not_after), "issued": self._t(issued)})  # fmt: skip
+
     def kubectl_call(self, lane: str, started: float, ended: float, ok: bool, message: str) -> None:
         with self._lock:
             self.kubectl.append({"lane": lane, "started": self._t(started), "ended": self._t(ended),
@@ -66,6 +74,7 @@ class Timeline:
                 "workflow": list(self.workflow),
                 "certificates": list(self.certificates),
                 "kubectl": list(self.kubectl),
+                "grants": list(self.grants),
             }
 
     def write(self, directory: Path, stem: str = "timeline") -> tuple[Path, Path]:
@@ -98,7 +107,8 @@ def render_png(data: dict[str, Any], path: Path) -> None:
     kubectl_lanes = sorted({call["lane"] for call in data["kubectl"]})  # "case 1..3" before "offline ..."
     certificates = sorted(data["certificates"], key=lambda c: c["installed"])
     end = float(data["ended"])
-    rows = ["service link", "workflow", "certificates", *kubectl_lanes]
+    grants = data.get("grants") or []
+    rows = ["service link", "workflow", "certificates", *(["grants"] if grants else []), *kubectl_lanes]
     y = {name: len(rows) - i for i, name in enumerate(rows)}
     figure, axes = plt.subplots(figsize=(13, 1.1 + 0.62 * len(rows) + 0.05 * len(certificates)), dpi=110)
 
@@ -135,6 +145,14 @@ def render_png(data: dict[str, Any], path: Path) -> None:
             axes.plot([cert["not_after"]], [row], marker="|", color=CERT_COLOUR, markersize=7)
     axes.text(0, y["certificates"] + band / 2 + 0.25, f"{len(certificates)} certificates: ▼ installed, thick: in use, "
               "thin: still valid until notAfter (|)", fontsize=8)  # fmt: skip
+
+    for grant in grants:
+        shown_until = min(grant["not_after"], axis_end)
+        axes.plot([grant["issued"], shown_until], [y["grants"]] * 2, color=GRANT_COLOUR, linewidth=3,
+                  solid_capstyle="butt")  # fmt: skip
+        axes.plot([grant["issued"]], [y["grants"]], marker="v", color="black", markersize=5)
+        axes.text(grant["issued"], y["grants"] + 0.22, f"grant: {grant['user']}, serial {grant['serial'][:8]}...",
+                  fontsize=7, color=GRANT_COLOUR)  # fmt: skip
 
     for lane in kubectl_lanes:
         calls = [c for c in data["kubectl"] if c["lane"] == lane]

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from lifeline_agent.contract import AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP
+from lifeline_agent.contract import AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP, DEFAULT_OPERATORS_GROUP
 
 from lambdas import constants
 
@@ -35,6 +35,8 @@ class WorkflowConfig:
     breakglass_group: str = DEFAULT_BREAKGLASS_GROUP
     breakglass_cluster_role: str = "cluster-admin"
     agent_group: str = AGENTS_GROUP
+    operators_group: str = DEFAULT_OPERATORS_GROUP
+    operators_cluster_role: str = "cluster-admin"
     agent_principal_arns: tuple[str, ...] = ()
     secret_writer_arn: str | None = None
     token_sts_endpoint_url: str | None = None
@@ -53,6 +55,8 @@ class WorkflowConfig:
             breakglass_group=env.get(constants.ENV_BREAKGLASS_GROUP) or DEFAULT_BREAKGLASS_GROUP,
             breakglass_cluster_role=env.get(constants.ENV_BREAKGLASS_CLUSTER_ROLE) or "cluster-admin",
             agent_group=env.get(constants.ENV_AGENT_GROUP) or AGENTS_GROUP,
+            operators_group=env.get(constants.ENV_OPERATORS_GROUP) or DEFAULT_OPERATORS_GROUP,
+            operators_cluster_role=env.get(constants.ENV_OPERATORS_CLUSTER_ROLE) or "cluster-admin",
             agent_principal_arns=_json_list(constants.ENV_AGENT_PRINCIPAL_ARNS),
             secret_writer_arn=env.get(constants.ENV_SECRET_WRITER_ARN) or None,
             token_sts_endpoint_url=env.get(constants.ENV_TOKEN_STS_ENDPOINT_URL) or None,

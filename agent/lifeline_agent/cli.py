@@ -35,6 +35,23 @@ AWS Outposts, so that kubectl keeps working while the service link to the Region
 Kubeconfigs are written to <state_dir>/<cluster>/kubeconfig (default state_dir /var/lib/lifeline)."""
 
 
+GRANT_DESCRIPTION = """Issues a personal kubeconfig for one person with the agent's current certificate, through the
+CSR API, so it works with the service link down: CN=lifeline-user:<name>, O=<[grant] group> (default
+lifeline:operators, bound by the Region workflow's ClusterRoleBinding lifeline-operators).
+The key is made here; the kubeconfig is proven against the API server (it must see that person),
+recorded in <state_dir>/<cluster>/grants.json and written 0600, owned by the invoking user (the one
+behind sudo). Needs write access to the cluster's state directory: run it as root (sudo) or as the
+agent's user."""
+GRANT_EPILOG = f"""exit codes:
+  {EXIT_OK}  the kubeconfig was issued, proven (the API server sees that person) and written
+  {EXIT_FAILED}  it could not be issued or proven (the message says why); nothing was written
+  {EXIT_USAGE}  bad command line: a name that is not a plain user name, a --ttl out of range, an --output that
+     exists, an unknown cluster
+  {EXIT_REVOKED}  the API server forbids the personal certificate: the lifeline-operators binding was deleted
+Revoking: `kubectl delete clusterrolebinding lifeline-operators` revokes every personal grant at once; the
+agent's own kubeconfig keeps working (it is bound by lifeline-breakglass)."""
+
+
 class UsageError(Exception):
     """The command line names something that does not exist or is not valid (exit code 2)."""
 
@@ -76,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Uses only the installed kubeconfig (no AWS call) to ask the API "
                             "server who it is and read the kubernetes service. Changes nothing.")  # fmt: skip
     verify.add_argument("cluster", nargs="?", help="one cluster (default: all configured)")
+    grant = sub.add_parser("grant", parents=[common], formatter_class=formatter, epilog=GRANT_EPILOG,
+                           help="issue a personal kubeconfig for a named person (works with the link down)",
+                           description=GRANT_DESCRIPTION)
+    grant.add_argument("cluster", help="the cluster (as in lifeline-agent status)")
+    grant.add_argument("--user", required=True, metavar="NAME",
+                       help="the person: a plain user name (like alice); system:, lifeline:, admin and root "
+                       "are refused")  # fmt: skip
+    grant.add_argument("--ttl", metavar="DURATION",
+                       help="lifetime, like 30m or 1h: from 10m (the CSR API's minimum) to grant.max_ttl "
+                       "(default and default maximum: 1h)")  # fmt: skip
+    grant.add_argument("--output", metavar="PATH",
+                       help="where to write it (default ./lifeline-<cluster>-<name>.kubeconfig; never replaced)")
+    grants = sub.add_parser("grants", parents=[common], formatter_class=formatter,
+                            help="list the personal kubeconfigs granted on this host, with their state",
+                            description="Reads <state_dir>/<cluster>/grants.json: for whom, who asked, serial, "
+                            "expiry and state (active or expired). Deleting the ClusterRoleBinding "
+                            "lifeline-operators revokes every active grant at once; the ledger cannot see that, "
+                            "the API server answers 403.")  # fmt: skip
+    grants.add_argument("cluster", nargs="?", help="one cluster (default: all known)")
+    grants.add_argument("--json", action="store_true", help="print JSON instead of a table")
     token = sub.add_parser("get-token", help="print an ExecCredential with an EKS IAM token (like aws eks get-token)",
                            description="Prints an ExecCredential (client.authentication.k8s.io/v1beta1) with an "
                            "EKS IAM token made in-process from the standard AWS credential chain; for IAM "
@@ -93,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _get_token(args)
         config = load_config(args.config)
         check_state_dir(config, writer=args.command in ("run", "once"))
-        command = {"run": _run, "once": _once, "status": _status, "verify": _verify}[args.command]
+        command = {"run": _run, "once": _once, "status": _status, "verify": _verify, "grant": _grant,
+                   "grants": _grants}[args.command]  # fmt: skip
         return command(config, args)
     except (ConfigError, UsageError) as exc:
         print(f"lifeline-agent: {exc}", file=sys.stderr)
@@ -233,9 +271,9 @@ def _row(document: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _print_table(rows: list[dict[str, str]]) -> None:
-    columns = [c for c in ("cluster", "state", "expires", "next renewal", "last verified", "link", "kubeconfig",
-                           "error") if c != "error" or any(row[c] for row in rows)]  # fmt: skip
+def _print_table(rows: list[dict[str, str]], columns: list[str] | None = None) -> None:
+    default = ("cluster", "state", "expires", "next renewal", "last verified", "link", "kubeconfig", "error")
+    columns = columns or [c for c in default if c != "error" or any(row[c] for row in rows)]
     widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
@@ -284,6 +322,64 @@ def _verify(config: AgentConfig, args: argparse.Namespace) -> int:
             print(f"{name}: OK: {store.kubeconfig_path} works as {identity.user} in {', '.join(identity.groups)}")
             codes.append("ready")
     return _state_exit_code(codes) if directories else EXIT_FAILED
+
+
+def _grant(config: AgentConfig, args: argparse.Namespace) -> int:
+    from lifeline_agent import grant
+    from lifeline_agent.keys import CertificateError, utc
+    from lifeline_agent.kube import KubeError
+    from lifeline_agent.ledger import LedgerError
+    from lifeline_agent.observability import configure_logging
+    from lifeline_agent.store import StoreError
+
+    configure_logging(config.log_level, stream=sys.stderr)
+    _quiet_libraries()
+    try:
+        name = grant.validate_user_name(args.user)
+        ttl = grant.parse_ttl(args.ttl, config.grant.max_ttl)
+        _cluster_directory(config, args.cluster)
+        output = Path(args.output) if args.output else grant.default_output(args.cluster, name)
+        issued = grant.issue(config, args.cluster, name, ttl, output, grant.Requester.of_this_process())
+    except (grant.InvalidUserName, grant.TtlOutOfRange, grant.OutputExists, grant.GroupRefused) as exc:
+        raise UsageError(f"grant: {type(exc).__name__}: {exc}") from None
+    except grant.GrantRevoked as exc:
+        print(f"lifeline-agent: grant: REVOKED: {exc}", file=sys.stderr)
+        return EXIT_REVOKED
+    except (grant.GrantError, KubeError, CertificateError, StoreError, LedgerError) as exc:
+        raise CommandFailed(f"grant: {type(exc).__name__}: {exc}; nothing was written") from None
+    record = issued.grant
+    print(f"{record.output}: {record.user} in {', '.join(issued.identity.groups)} on {record.cluster}, "
+          f"serial {record.serial}, expires {utc(record.not_after)}")
+    return EXIT_OK
+
+
+def _grants(config: AgentConfig, args: argparse.Namespace) -> int:
+    from lifeline_agent.keys import utc
+    from lifeline_agent.ledger import Ledger, LedgerError
+    from lifeline_agent.store import known_clusters
+
+    if args.cluster is not None:
+        directories = [_cluster_directory(config, args.cluster)]
+    else:
+        names = sorted({c.name for c in config.clusters} | set(known_clusters(config.state_dir)))
+        directories = [config.cluster_dir(name) for name in names]
+    now, records = time.time(), []
+    try:
+        for directory in directories:
+            records += [dict(vars(g), state=g.state(now)) for g in Ledger(directory).grants()]
+    except LedgerError as exc:
+        raise CommandFailed(f"grants: {exc}") from None
+    if args.json:
+        print(json.dumps(records, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not records:
+        print("no personal kubeconfig granted yet")
+        return EXIT_OK
+    rows = [{"cluster": r["cluster"], "user": r["user"], "state": r["state"], "expires": utc(r["not_after"]),
+             "serial": r["serial"], "requested by": r["requested_by"], "issued": utc(r["issued_at"]),
+             "kubeconfig": r["output"]} for r in records]  # fmt: skip
+    _print_table(rows, list(rows[0]))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ Example (every key but ``clusters`` has a default)::
     clock_skew = "1m"                      # tolerated clock difference when checking a certificate's validity
     min_remaining_lifetime = "5m"          # a new certificate with less time left is not installed
 
+    [grant]                                # personal kubeconfigs (`lifeline-agent grant`; defaults shown)
+    group = "lifeline:operators"           # their Kubernetes group, bound by the workflow (lifeline-operators)
+    max_ttl = "1h"                         # the longest --ttl allowed (at least 10m, at most 7d)
+
     [cluster.edge-1]                       # optional per-cluster settings
     endpoint_ips = ["10.0.0.10", "10.0.0.11"]
     bootstrap_kubeconfig = "/etc/lifeline/edge-1-bootstrap.kubeconfig"
@@ -56,8 +60,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lifeline_agent.contract import (
+    AGENTS_GROUP,
     CLUSTER_NAME_PATTERN,
     DEFAULT_BREAKGLASS_GROUP,
+    DEFAULT_OPERATORS_GROUP,
     GROUP_PATTERN,
     ContractError,
     decode_ca,
@@ -122,6 +128,17 @@ class Timing:
     min_remaining_lifetime: float = 300.0  # a new certificate with less left than this is not installed
 
 
+MAX_GRANT_TTL = 7 * 86400
+
+
+@dataclass(frozen=True)
+class GrantSettings:
+    """Personal kubeconfigs issued by ``lifeline-agent grant``: their group and their longest lifetime."""
+
+    group: str = DEFAULT_OPERATORS_GROUP
+    max_ttl: int = 3600
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     source: Path
@@ -141,6 +158,7 @@ class AgentConfig:
     log_level: str = "INFO"
     max_concurrent_clusters: int = DEFAULT_CONCURRENT_CLUSTERS
     timing: Timing = field(default_factory=Timing)
+    grant: GrantSettings = field(default_factory=GrantSettings)
 
     def cluster(self, name: str) -> ClusterSettings:
         """The settings of ``name`` (defaults when the cluster was discovered, not listed)."""
@@ -284,13 +302,14 @@ def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Pat
         raise top.error("max_concurrent_clusters", f"{concurrent} is not a whole number from 1 to "
                         f"{MAX_CONCURRENT_CLUSTERS}")  # fmt: skip
     timing = _timing(source, top.take("timing", dict, {}))
+    grant = _grant(source, top.take("grant", dict, {}), group)
     top.finish()
     return AgentConfig(
         source=source, region=region, clusters=clusters, all_clusters=all_clusters, state_dir=state_dir,
         certificate_lifetime=int(lifetime), key_type=key_type, host_id=host_id, breakglass_group=group,
         probe_interval=probe_interval, probe_timeout=probe_timeout, metrics_address=metrics_address,
         operators_group=operators_group, aws_endpoint_url=endpoint_url, log_level=log_level,
-        max_concurrent_clusters=concurrent, timing=timing,
+        max_concurrent_clusters=concurrent, timing=timing, grant=grant,
     )  # fmt: skip
 
 
@@ -463,6 +482,21 @@ def _timing(source: Path, table: dict[str, Any]) -> Timing:
     if timing.backoff_cap < timing.backoff_base:
         raise reader.error("backoff_cap", "must not be smaller than timing.backoff_base")
     return timing
+
+
+def _grant(source: Path, table: dict[str, Any], breakglass_group: str | None) -> GrantSettings:
+    reader = _Reader(source, table, "grant.")
+    group = reader.take("group", str, DEFAULT_OPERATORS_GROUP)
+    if not GROUP_PATTERN.fullmatch(group) or group.startswith("system:"):
+        raise reader.error("group", f"{group!r} is not an allowed group name (and not system:*)")
+    if group in (AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP, breakglass_group):
+        raise reader.error("group", f"{group!r} is one of the agents' own groups: personal kubeconfigs need a group "
+                           "of their own, so that deleting its binding revokes them and nothing else")  # fmt: skip
+    max_ttl = reader.duration("max_ttl", float(GrantSettings.max_ttl), minimum=MIN_CERTIFICATE_LIFETIME)
+    if max_ttl > MAX_GRANT_TTL:
+        raise reader.error("max_ttl", f"{max_ttl:g} s is longer than {MAX_GRANT_TTL // 86400} days")
+    reader.finish()
+    return GrantSettings(group=group, max_ttl=int(max_ttl))
 
 
 def check_state_dir(config: AgentConfig, *, writer: bool) -> None:

@@ -23,6 +23,9 @@ SCHEMA_VERSION = 1
 SECRET_PREFIX = "lifeline/"
 DEFAULT_BREAKGLASS_GROUP = "lifeline:breakglass"
 AGENTS_GROUP = "lifeline:agents"
+# Personal kubeconfigs (`lifeline-agent grant`): CN=lifeline-user:<name>, O=<operators group>.
+DEFAULT_OPERATORS_GROUP = "lifeline:operators"
+PERSONAL_USER_PREFIX = "lifeline-user:"
 MAX_SECRET_BYTES = 64 * 1024
 
 # EKS: 1-100 characters, starts with a letter or digit, then letters, digits, hyphens, underscores.

@@ -5,6 +5,8 @@ implementation for the Region's RBAC bootstrap Lambda and the lab.
   ClusterRole). Deleting it revokes every Lifeline certificate at once.
 - ClusterRole + ClusterRoleBinding ``lifeline-csr-requester``: the agents' group (IAM, bootstrap) and the
   break-glass group (renewal with the current certificate) may create and approve client CSRs.
+- ClusterRoleBinding ``lifeline-operators``: the operators' group of personal kubeconfigs (``lifeline-agent
+  grant``) -> ``cluster-admin`` (or a narrower ClusterRole). Deleting it revokes every personal grant at once.
 - ``kube-system/aws-auth`` entries mapping the agent IAM principals to the agents' group (CONFIG_MAP mode).
 """
 
@@ -17,10 +19,11 @@ from typing import Any
 import yaml
 
 from lifeline_agent import kube
-from lifeline_agent.contract import AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP
+from lifeline_agent.contract import AGENTS_GROUP, DEFAULT_BREAKGLASS_GROUP, DEFAULT_OPERATORS_GROUP
 from lifeline_agent.kube import KubeSession
 
 BREAKGLASS_BINDING = "lifeline-breakglass"
+OPERATORS_BINDING = "lifeline-operators"
 CSR_REQUESTER = "lifeline-csr-requester"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 AWS_AUTH = ("kube-system", "aws-auth")
@@ -49,6 +52,15 @@ def breakglass_binding(group: str = DEFAULT_BREAKGLASS_GROUP, cluster_role: str 
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
     }
+
+
+def operators_binding(group: str = DEFAULT_OPERATORS_GROUP, cluster_role: str = "cluster-admin") -> dict[str, Any]:
+    """The operators' group (personal kubeconfigs issued by ``lifeline-agent grant``) -> ``cluster_role``."""
+    if group.startswith("system:"):
+        raise RbacError(f"operators' group {group!r}: system: groups cannot be revoked by RBAC")
+    binding = breakglass_binding(group, cluster_role)
+    binding["metadata"] = _meta(OPERATORS_BINDING)
+    return binding
 
 
 def csr_requester_role() -> dict[str, Any]:
@@ -92,10 +104,17 @@ def lifeline_objects(
     *,
     agents_group: str = AGENTS_GROUP,
     breakglass_cluster_role: str = "cluster-admin",
+    operators_group: str = DEFAULT_OPERATORS_GROUP,
+    operators_cluster_role: str = "cluster-admin",
 ) -> list[dict[str, Any]]:
     """Every RBAC object of the contract, in apply order."""
+    distinct = {breakglass_group, agents_group, operators_group}
+    if len(distinct) != 3:
+        raise RbacError(f"the break-glass ({breakglass_group!r}), agents' ({agents_group!r}) and operators' "
+                        f"({operators_group!r}) groups must be three different groups")  # fmt: skip
     return [
         breakglass_binding(breakglass_group, breakglass_cluster_role),
+        operators_binding(operators_group, operators_cluster_role),
         csr_requester_role(),
         csr_requester_binding([agents_group, breakglass_group]),
     ]

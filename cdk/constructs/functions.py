@@ -147,6 +147,8 @@ class WorkflowFunctions(Construct):
             constants.ENV_BREAKGLASS_GROUP: settings.breakglass_group,
             constants.ENV_BREAKGLASS_CLUSTER_ROLE: settings.breakglass_cluster_role,
             constants.ENV_AGENT_GROUP: settings.agent_group,
+            constants.ENV_OPERATORS_GROUP: settings.operators_group,
+            constants.ENV_OPERATORS_CLUSTER_ROLE: settings.operators_cluster_role,
             constants.ENV_AGENT_PRINCIPAL_ARNS: json.dumps(list(settings.agent_principal_arns)),
         }
         self.bootstrap_rbac = self._function(

@@ -106,6 +106,8 @@ def bootstrap(cluster: ClusterView, *, config: WorkflowConfig, eks: Any, token: 
             config.breakglass_group,
             agents_group=config.agent_group,
             breakglass_cluster_role=config.breakglass_cluster_role,
+            operators_group=config.operators_group,
+            operators_cluster_role=config.operators_cluster_role,
         )
     except rbac.RbacError as exc:
         raise RbacBootstrapFailed(str(exc)) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from lifeline_agent.rbac import AWS_AUTH, BREAKGLASS_BINDING, CSR_REQUESTER
+from lifeline_agent.rbac import AWS_AUTH, BREAKGLASS_BINDING, CSR_REQUESTER, OPERATORS_BINDING
 
 from lab.deploy import DeployedStack, lab_deployment
 from lambdas import constants
@@ -48,6 +48,7 @@ def lifeline_objects_in(lab: Any, cluster: str) -> list[str]:
         rbac = client.RbacAuthorizationV1Api(api_client)
         for kind, read, name in (
             ("ClusterRoleBinding", rbac.read_cluster_role_binding, BREAKGLASS_BINDING),
+            ("ClusterRoleBinding", rbac.read_cluster_role_binding, OPERATORS_BINDING),
             ("ClusterRole", rbac.read_cluster_role, CSR_REQUESTER),
             ("ClusterRoleBinding", rbac.read_cluster_role_binding, CSR_REQUESTER),
         ):
@@ -105,7 +106,7 @@ def test_controls_an_administrable_cluster_with_a_genuine_event_gets_offline_acc
     result = run(lab, deployed, cloudtrail_event(unique_name))
     assert result["status"] == "SUCCEEDED", result.get("cause")
     assert f"lifeline/{unique_name}" in secret_names(lab)
-    assert len(lifeline_objects_in(lab, unique_name)) == 4
+    assert len(lifeline_objects_in(lab, unique_name)) == 5
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,8 @@ FULL_CONTEXT: dict[str, Any] = {
     "lifeline:createTrail": True,
     "lifeline:alarmTopicArn": "arn:aws:sns:us-west-2:123456789012:ops-alarms",
     "lifeline:clusterNamePattern": "prod-*",
+    "lifeline:operatorsGroup": "ops:on-call",
+    "lifeline:operatorsClusterRole": "edit",
 }
 
 

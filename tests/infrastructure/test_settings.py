@@ -19,6 +19,8 @@ def test_defaults() -> None:
     assert settings.max_wait_seconds == 45 * 60
     assert settings.breakglass_group == "lifeline:breakglass"
     assert settings.agent_group == "lifeline:agents"
+    assert settings.operators_group == "lifeline:operators"
+    assert settings.operators_cluster_role == "cluster-admin"
     assert settings.allowed_outpost_arns == ()
     assert not settings.in_vpc and not settings.create_trail
 
@@ -37,6 +39,9 @@ def test_lists_accept_json_and_comma_separated_strings_from_the_command_line() -
         ("lifeline:agentPrincipalArns", [42]),
         ("lifeline:breakglassGroup", "system:masters"),
         ("lifeline:breakglassGroup", "bad group"),
+        ("lifeline:operatorsGroup", "system:masters"),
+        ("lifeline:operatorsGroup", "lifeline:agents"),
+        ("lifeline:operatorsClusterRole", "Cluster Admin"),
         ("lifeline:maxWaitSeconds", 0),
         ("lifeline:maxWaitSeconds", "forever"),
         ("lifeline:pollIntervalSeconds", 100000),

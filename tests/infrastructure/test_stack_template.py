@@ -174,6 +174,16 @@ def test_function_environments_carry_the_context_parameters(synthesized: Synthes
     assert json.loads(bootstrap[constants.ENV_AGENT_PRINCIPAL_ARNS])[0] == AGENT_ROLE
     assert bootstrap[constants.ENV_BREAKGLASS_GROUP] == "lifeline:breakglass"
     assert bootstrap[constants.ENV_AGENT_GROUP] == "lifeline:agents"
+    assert bootstrap[constants.ENV_OPERATORS_GROUP] == "lifeline:operators"
+    assert bootstrap[constants.ENV_OPERATORS_CLUSTER_ROLE] == "cluster-admin"
+
+
+def test_the_operators_binding_takes_its_group_and_cluster_role_from_context(synthesized_full: Synthesized) -> None:
+    """RollbackRbac removes what BootstrapRbac created, so both need the same operators' group and role."""
+    for handler in ("lambdas.bootstrap_rbac.handler.handler", "lambdas.rollback_rbac.handler.handler"):
+        environment = _function_env(synthesized_full, handler)
+        assert environment[constants.ENV_OPERATORS_GROUP] == "ops:on-call"
+        assert environment[constants.ENV_OPERATORS_CLUSTER_ROLE] == "edit"
 
 
 def test_secrets_key_rotates_and_lets_agents_decrypt_only_through_secrets_manager(synthesized: Synthesized) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lab.demo import OFFLINE_LANE, DemoOptions, DemoResult, run_demo
+from lab.demo import GRANT_LANE, OFFLINE_LANE, DemoOptions, DemoResult, run_demo
 from lab.drill import TLS_HANDSHAKE_TIMEOUT, UNAUTHORIZED
 from tests.conftest import REAL_BACKEND
 
@@ -33,7 +33,7 @@ def demo(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult
 def test_every_outcome_of_the_story_is_the_expected_one(demo: tuple[DemoResult, list[str], Path]) -> None:
     result, lines, _ = demo
     assert result.passed, "\n".join(lines)
-    assert all(result.checks.values()) and len(result.checks) == 7
+    assert all(result.checks.values()) and len(result.checks) == 8
 
 
 def test_the_workflow_ran_from_the_cloudtrail_event_to_ready(demo: tuple[DemoResult, list[str], Path]) -> None:
@@ -66,6 +66,18 @@ def test_the_agent_renews_offline_and_kubectl_never_fails(demo: tuple[DemoResult
     cut_at = result.drill.cut_at
     assert all(call.started >= cut_at for call in result.offline_calls)
     assert result.agent_exit_code == 0
+
+
+def test_during_the_outage_an_operator_gets_a_personal_kubeconfig(demo: tuple[DemoResult, list[str], Path]) -> None:
+    result, lines, output = demo
+    assert result.granted_as == "lifeline-user:alice"
+    assert any("kubectl auth whoami: lifeline-user:alice in lifeline:operators" in line for line in lines)
+    data = json.loads((output / "timeline.json").read_text())
+    down, up = data["link"][1]["t"], data["link"][2]["t"]
+    (grant,) = data["grants"]
+    assert grant["user"] == "lifeline-user:alice" and down <= grant["issued"] <= up
+    (whoami,) = [call for call in data["kubectl"] if call["lane"] == GRANT_LANE]
+    assert whoami["ok"] and down <= whoami["started"] <= up
 
 
 def test_iam_works_again_after_the_restore(demo: tuple[DemoResult, list[str], Path], lab: Any) -> None:

@@ -98,7 +98,8 @@ def test_bootstrap_as_the_cluster_creator_applies_rbac_and_aws_auth(lab: Any, un
                        token=_token(lab, info.id, lab.creator.boto3_session()))
     assert result.authMapping == "aws-auth" and result.principals == 1
     assert sorted(result.applied) == ["ClusterRole/lifeline-csr-requester", "ClusterRoleBinding/lifeline-breakglass",
-                                      "ClusterRoleBinding/lifeline-csr-requester"]
+                                      "ClusterRoleBinding/lifeline-csr-requester",
+                                      "ClusterRoleBinding/lifeline-operators"]
     with lab.kubernetes_api_client(unique_name) as api_client:
         data = client.CoreV1Api(api_client).read_namespaced_config_map("aws-auth", "kube-system").data
     assert lab.agent_principal.arn in data["mapUsers"] and "lifeline:agents" in data["mapUsers"]
@@ -154,6 +155,7 @@ def _lifeline_objects(lab: Any, cluster: str) -> list[str]:
     with lab.kubernetes_api_client(cluster) as api_client:
         rbac_api = client.RbacAuthorizationV1Api(api_client)
         for kind, read, name in (("ClusterRoleBinding", rbac_api.read_cluster_role_binding, "lifeline-breakglass"),
+                                 ("ClusterRoleBinding", rbac_api.read_cluster_role_binding, "lifeline-operators"),
                                  ("ClusterRole", rbac_api.read_cluster_role, "lifeline-csr-requester"),
                                  ("ClusterRoleBinding", rbac_api.read_cluster_role_binding, "lifeline-csr-requester")):
             try:
@@ -185,7 +187,7 @@ def test_a_failing_rerun_keeps_what_an_earlier_run_made(lab: Any, unique_name: s
     token = _token(lab, info.id, lab.creator.boto3_session())
     bootstrap(view_of(lab, unique_name), config=_config(lab), eks=lab.client("eks"), token=token)
     before = _lifeline_objects(lab, unique_name)
-    assert len(before) == 4
+    assert len(before) == 5
     with pytest.raises(RbacBootstrapFailed):
         bootstrap(view_of(lab, unique_name, authenticationMode="API_AND_CONFIG_MAP"), config=_config(lab),
                   eks=RefusingAccessEntries(), token=token)
@@ -196,12 +198,12 @@ def test_undo_removes_everything_a_bootstrap_created_and_only_that(lab: Any, uni
     info = lab.create_local_cluster(unique_name)
     token = _token(lab, info.id, lab.creator.boto3_session())
     result = bootstrap(view_of(lab, unique_name), config=_config(lab), eks=lab.client("eks"), token=token)
-    assert result.created.awsAuthCreated and len(result.created.objects) == 3
+    assert result.created.awsAuthCreated and len(result.created.objects) == 4
     again = bootstrap(view_of(lab, unique_name), config=_config(lab), eks=lab.client("eks"), token=token)
     assert again.created.empty  # a rerun creates nothing, so undoing it removes nothing
     assert undo(view_of(lab, unique_name), again.created, config=_config(lab), eks=lab.client("eks"),
                 because="test", token=token) == []
-    assert len(_lifeline_objects(lab, unique_name)) == 4
+    assert len(_lifeline_objects(lab, unique_name)) == 5
     removed = undo(view_of(lab, unique_name), result.created, config=_config(lab), eks=lab.client("eks"),
                    because="test", token=token)
     assert set(removed) == {"ConfigMap/kube-system/aws-auth", *result.created.objects}

@@ -8,22 +8,42 @@ def test_contract_objects():
     names = [(o["kind"], o["metadata"]["name"]) for o in objs]
     assert names == [
         ("ClusterRoleBinding", "lifeline-breakglass"),
+        ("ClusterRoleBinding", "lifeline-operators"),
         ("ClusterRole", "lifeline-csr-requester"),
         ("ClusterRoleBinding", "lifeline-csr-requester"),
     ]
     assert objs[0]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops:breakglass"}]
     assert objs[0]["roleRef"]["name"] == "cluster-admin"
-    signer_rule = objs[1]["rules"][2]
+    assert objs[1]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                    "name": "lifeline:operators"}]
+    assert objs[1]["roleRef"]["name"] == "cluster-admin"
+    signer_rule = objs[2]["rules"][2]
     assert signer_rule == {
         "apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
         "resourceNames": ["kubernetes.io/kube-apiserver-client"], "verbs": ["approve"],
     }
-    assert {s["name"] for s in objs[2]["subjects"]} == {"lifeline:agents", "ops:breakglass"}
+    assert {s["name"] for s in objs[3]["subjects"]} == {"lifeline:agents", "ops:breakglass"}
+
+
+def test_operators_binding_takes_its_group_and_cluster_role():
+    objs = rbac.lifeline_objects(operators_group="ops:people", operators_cluster_role="view")
+    binding = next(o for o in objs if o["metadata"]["name"] == rbac.OPERATORS_BINDING)
+    assert binding["subjects"][0]["name"] == "ops:people"
+    assert binding["roleRef"]["name"] == "view"
+    assert binding["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "lifeline"}
+
+
+@pytest.mark.parametrize("operators", ["lifeline:breakglass", "lifeline:agents"])
+def test_the_operators_group_is_neither_the_break_glass_nor_the_agents_group(operators):
+    with pytest.raises(rbac.RbacError, match="three different groups"):
+        rbac.lifeline_objects(operators_group=operators)
 
 
 def test_system_groups_refused():
     with pytest.raises(rbac.RbacError):
         rbac.breakglass_binding("system:masters")
+    with pytest.raises(rbac.RbacError, match="operators"):
+        rbac.operators_binding("system:masters")
 
 
 def test_aws_auth_merge_keeps_other_entries_and_is_idempotent():
