@@ -167,7 +167,7 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
     user = PERSONAL_USER_PREFIX + name
     key = generate_key(config.key_type)
     with ledger.locked():
-        cert_pem, csr_name = _request(config, cluster, store, target, credential, make_csr(key, user, group),
+        cert_pem, csr_name = _request(config, cluster, target, credential, make_csr(key, user, group),
                                       ttl, f"for {user}, asked by {requester}")  # fmt: skip
         certificate = parse_certificate(cert_pem)
         admit(certificate, key, Wanted(user, group, config.key_type, target.ca_pem), now=clock(),
@@ -176,8 +176,7 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
                                       user_name=user, client_cert_pem=cert_pem, client_key_pem=key_pem(key),
                                       tls_server_name=target.tls_server_name)  # fmt: skip
         try:
-            identity = verify_kubeconfig(kubeconfig, user, group, workdir=store.directory,
-                                         timeout=config.timing.api_timeout)  # fmt: skip
+            identity = verify_kubeconfig(kubeconfig, user, group, timeout=config.timing.api_timeout)
         except Revoked as exc:
             raise GrantRevoked(f"the personal kubeconfig for {user} is forbidden ({exc.problem}): is the "
                                f"ClusterRoleBinding lifeline-operators for {group!r} deleted?") from None  # fmt: skip
@@ -198,11 +197,11 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
     return Issued(grant=grant, identity=identity)
 
 
-def _request(config: AgentConfig, cluster: str, store: ClusterStore, target: kube.Target,
+def _request(config: AgentConfig, cluster: str, target: kube.Target,
              credential: kube.Credential, csr: bytes, ttl: int, why: str) -> tuple[bytes, str]:  # fmt: skip
     """The CSR round trip with the agent's credential: ``(certificate PEM, CSR name)``; the CSR is deleted after."""
     name = f"lifeline-grant-{secrets.token_hex(6)}"
-    with kube.KubeSession(target, credential, workdir=store.directory, timeout=config.timing.api_timeout) as session:
+    with kube.KubeSession(target, credential, timeout=config.timing.api_timeout) as session:
         created = session.create_csr(name, csr, CSR_USAGES, ttl)
         try:
             session.approve_csr(name, f"lifeline-agent grant on host {config.host_id} {why}", created)
