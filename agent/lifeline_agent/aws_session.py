@@ -1,7 +1,7 @@
 """The botocore session the agent's AWS clients come from, with a small copy of botocore's endpoint data.
 
 botocore reads its whole ``endpoints.json`` (1.2 MB, every service of every partition) for the first client
-of a session and keeps it: ~8 MiB of the agent's resident memory for three services (bench/footprint.py).
+of a session and keeps it: ~8 MiB of the agent's resident memory for four services (bench/footprint.py).
 ``aws_data/endpoints.json`` is that file with only :data:`SERVICES` left in each partition (made and checked
 against the installed botocore by ``tests/unit/test_agent_aws_session.py``), put first on the session's
 ``data_path``, the documented way to give botocore other data. botocore then resolves endpoints from that
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("eks", "secretsmanager", "sts")
+SERVICES = ("eks", "monitoring", "secretsmanager", "sts")  # endpoint prefixes: CloudWatch's is "monitoring"
 DATA_DIR = Path(__file__).resolve().with_name("aws_data")
 
 

@@ -176,7 +176,9 @@ def _run(config: AgentConfig, _args: argparse.Namespace) -> int:
 def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
     from lifeline_agent.daemon import cluster_names, make_link_monitor, preload_libraries
     from lifeline_agent.fleet import run_pass
+    from lifeline_agent.hooks import wait_for_hooks
     from lifeline_agent.observability import configure_logging
+    from lifeline_agent.readiness import ReadinessReporter
 
     configure_logging(config.log_level, stream=sys.stderr)
     _quiet_libraries()
@@ -187,8 +189,13 @@ def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if config.needs_region:
         preload_libraries()
+    outcomes = run_pass(config, names, link)
+    ReadinessReporter(config, lambda: [outcome.health for outcome in outcomes], link).report(probe_if_unknown=True)
+    hook_wait = max([config.cluster(name).post_install_hook_timeout + 5 for name in names])
+    if not wait_for_hooks(hook_wait):
+        logging.getLogger(__name__).warning("a post-install hook is still running; exiting without it")
     rows = [_row(vars(outcome.health) | {"state": outcome.health.state.value, "link": _link_text(outcome.link)})
-            for outcome in run_pass(config, names, link)]  # fmt: skip
+            for outcome in outcomes]  # fmt: skip
     _print_table(rows)
     return _state_exit_code([row["state"] if not row["error"] or row["state"] in ("needs-link", "revoked")
                              else "failed" for row in rows])  # fmt: skip

@@ -21,6 +21,8 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "sts": lambda c: c.get_caller_identity(),
     "secretsmanager": lambda c: c.get_secret_value(SecretId="lifeline/prod-1"),
     "eks": lambda c: c.describe_cluster(name="prod-1"),
+    "cloudwatch": lambda c: c.put_metric_data(Namespace="Lifeline", MetricData=[{"MetricName": "OfflineAccessReady",
+                                                                                 "Value": 1.0}]),
 }
 
 
