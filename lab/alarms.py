@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -334,3 +335,45 @@ def emit_connected_status(cloudwatch: Any, outpost_id: str, connected: bool, sta
              "Timestamp": dt.datetime.fromtimestamp(t, dt.UTC), "Value": 1.0 if connected else 0.0, "Unit": "Count"}
             for t in times[first:first + 500]])  # fmt: skip
     return len(times)
+
+
+def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: float, timeout: float = 60,
+                     sleep: Callable[[float], None] | None = None) -> list[str]:  # fmt: skip
+    """What the lab Region shows for ``cluster``: the agents' newest readiness report (waited for, up to
+    ``timeout``, after ``since``) and the readiness alarm as CloudWatch will evaluate it when the report's
+    period is complete (the Outpost connected meanwhile: the lab emits its ConnectedStatus)."""
+    from lifeline_agent.contract import CLUSTER_DIMENSION, READINESS_ALARM_PREFIX, READINESS_NAMESPACE, READY_METRIC
+
+    pause = sleep or time.sleep
+    deadline = time.monotonic() + timeout
+    dimensions = [{"Name": CLUSTER_DIMENSION, "Value": cluster}]
+
+    def newest(metric: str) -> dict[str, Any] | None:
+        answer = cloudwatch.get_metric_statistics(
+            Namespace=READINESS_NAMESPACE, MetricName=metric, Dimensions=dimensions, Period=60,
+            StartTime=dt.datetime.fromtimestamp(since - 60, dt.UTC),
+            EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), Statistics=["Maximum"],
+        )  # fmt: skip
+        points = sorted(answer["Datapoints"], key=lambda point: point["Timestamp"])
+        return points[-1] if points else None
+
+    while (ready := newest(READY_METRIC)) is None:
+        if time.monotonic() > deadline:
+            return [f"no readiness report for {cluster} in the Region after {timeout:g} s"]
+        pause(1.0)
+    left = newest("OfflineAccessSecondsLeft")
+    lines = [f"CloudWatch {READINESS_NAMESPACE}/{READY_METRIC}{{ClusterName={cluster}}} = {ready['Maximum']:g} "
+             f"at {ready['Timestamp']:%H:%M:%S}; OfflineAccessSecondsLeft = {left['Maximum'] if left else 0:.0f} s"]
+    alarm = f"{READINESS_ALARM_PREFIX}{cluster}"
+    reported = ready["Timestamp"].timestamp()
+    described = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    if not described:
+        return [*lines, f"no alarm {alarm} in the Region"]
+    period = _periods(described[0])
+    start = int(reported) // period * period
+    emit_connected_status(cloudwatch, outpost_id, True, start - period * int(described[0]["EvaluationPeriods"]),
+                          start + period)  # fmt: skip
+    verdict = evaluate_all(cloudwatch, start + period + 1, prefix=alarm)[alarm]
+    lines.append(f"alarm {alarm} (Outpost {outpost_id} connected): {verdict.state} once this {period // 60}-minute "
+                 f"period closes")
+    return lines

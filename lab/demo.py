@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import agentkit
+from lab.alarms import readiness_report
 from lab.drill import (
     TLS_HANDSHAKE_TIMEOUT,
     UNAUTHORIZED,
@@ -274,7 +275,7 @@ def _agent_script(name: str = "lifeline-agent") -> Path:
 def write_agent_config(lab: Any, directory: Path, cluster: str) -> Path:
     """A lab agent configuration: the Region through the service link, short probes and back-off."""
     return agentkit.write_config(lab, directory, [cluster], region=lab.region.name, host_id="outpost-demo-host-1",
-                                 certificate_lifetime="10m", probe_interval="1s")  # fmt: skip
+                                 certificate_lifetime="10m", probe_interval="1s", readiness_interval="10s")  # fmt: skip
 
 
 class AgentProcess(agentkit.AgentProcess):
@@ -429,6 +430,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
             ready = agent.wait_ready()
             watcher.poll()
             log(f"  agent ready: offline kubeconfig {ready.get('kubeconfig_path')}")
+            log("  the Region sees it: the agent reports its readiness to CloudWatch while the link is up")
+            outpost_id = local.outpost_arns[0].rsplit("/", 1)[-1]
+            for line in readiness_report(lab.client("cloudwatch"), local.name, outpost_id, since=agent.started_at):
+                log(f"    {line}")
             kubeconfigs = output / "kubeconfigs"
             kubeconfigs.mkdir(mode=0o700, exist_ok=True)
             cases = _drill_cases(
