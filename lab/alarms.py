@@ -337,8 +337,19 @@ def emit_connected_status(cloudwatch: Any, outpost_id: str, connected: bool, sta
     return len(times)
 
 
+@dataclass(frozen=True)
+class RegionReadiness:
+    lines: list[str]
+    ready: float | None = None  # the newest OfflineAccessReady (Maximum)
+    alarm_state: str | None = None
+
+    @property
+    def shows_ready(self) -> bool:
+        return self.ready == 1.0 and self.alarm_state == "OK"
+
+
 def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: float, timeout: float = 60,
-                     sleep: Callable[[float], None] | None = None) -> list[str]:  # fmt: skip
+                     sleep: Callable[[float], None] | None = None) -> RegionReadiness:  # fmt: skip
     """What the lab Region shows for ``cluster``: the agents' newest readiness report (waited for, up to
     ``timeout``, after ``since``) and the readiness alarm as CloudWatch will evaluate it when the report's
     period is complete (the Outpost connected meanwhile: the lab emits its ConnectedStatus)."""
@@ -359,7 +370,7 @@ def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: f
 
     while (ready := newest(READY_METRIC)) is None:
         if time.monotonic() > deadline:
-            return [f"no readiness report for {cluster} in the Region after {timeout:g} s"]
+            return RegionReadiness([f"no readiness report for {cluster} in the Region after {timeout:g} s"])
         pause(1.0)
     left = newest("OfflineAccessSecondsLeft")
     lines = [f"CloudWatch {READINESS_NAMESPACE}/{READY_METRIC}{{ClusterName={cluster}}} = {ready['Maximum']:g} "
@@ -368,7 +379,7 @@ def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: f
     reported = ready["Timestamp"].timestamp()
     described = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
     if not described:
-        return [*lines, f"no alarm {alarm} in the Region"]
+        return RegionReadiness([*lines, f"no alarm {alarm} in the Region"], ready["Maximum"])
     period = _periods(described[0])
     start = int(reported) // period * period
     emit_connected_status(cloudwatch, outpost_id, True, start - period * int(described[0]["EvaluationPeriods"]),
@@ -376,4 +387,4 @@ def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: f
     verdict = evaluate_all(cloudwatch, start + period + 1, prefix=alarm)[alarm]
     lines.append(f"alarm {alarm} (Outpost {outpost_id} connected): {verdict.state} once this {period // 60}-minute "
                  f"period closes")
-    return lines
+    return RegionReadiness(lines, ready["Maximum"], verdict.state)

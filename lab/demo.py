@@ -92,6 +92,7 @@ class DemoResult:
     timeline_json: Path | None = None
     timeline_png: Path | None = None
     seconds: float = 0.0
+    region_shows_ready: bool = False
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -101,6 +102,7 @@ class DemoResult:
     def evaluate(self, options: DemoOptions) -> dict[str, bool]:
         self.checks = {
             "workflow succeeded": self.workflow_status == "SUCCEEDED",
+            "the Region showed the cluster ready before the cut": self.region_shows_ready,
             "drill results as expected": self.drill.passed,
             f"at least {options.min_offline_renewals} renewals with the link down":
                 self.renewals_offline >= options.min_offline_renewals,
@@ -432,7 +434,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
             log(f"  agent ready: offline kubeconfig {ready.get('kubeconfig_path')}")
             log("  the Region sees it: the agent reports its readiness to CloudWatch while the link is up")
             outpost_id = local.outpost_arns[0].rsplit("/", 1)[-1]
-            for line in readiness_report(lab.client("cloudwatch"), local.name, outpost_id, since=agent.started_at):
+            region = readiness_report(lab.client("cloudwatch"), local.name, outpost_id, since=agent.started_at)
+            for line in region.lines:
                 log(f"    {line}")
             kubeconfigs = output / "kubeconfigs"
             kubeconfigs.mkdir(mode=0o700, exist_ok=True)
@@ -481,7 +484,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
         log(f"  lifeline-agent stopped (exit {agent_exit}); its log: {agent_dir / 'agent.log'}")
         result = DemoResult(drill=drill, workflow_status=workflow_status, workflow_states=workflow_states,
                             offline_calls=list(offline_loop.calls), renewals_offline=renewals,
-                            iam_after_restore=iam, agent_exit_code=agent_exit)  # fmt: skip
+                            iam_after_restore=iam, agent_exit_code=agent_exit,
+                            region_shows_ready=region.shows_ready)  # fmt: skip
     timeline.phase("lab down")
     result.evaluate(options)
     result.timeline_json, result.timeline_png = timeline.write(output)
