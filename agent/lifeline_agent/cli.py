@@ -59,13 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", parents=[common], formatter_class=formatter, help="run as a service (systemd)",
                    description="Run as a service: one loop per cluster renews before the deadline, verifies "
                    "the kubeconfig, fails over between control-plane IPs; sd_notify READY/STATUS/WATCHDOG; "
-                   "/healthz and /metrics on metrics_address. Stops cleanly on SIGTERM. Logs JSON to stdout.",
+                   "/healthz and /metrics on metrics_address. While the link is up, reports each cluster's "
+                   "readiness to CloudWatch (namespace Lifeline) every readiness_interval; after each verified "
+                   "install runs the cluster's post_install_hook, if any, in the background (bounded by "
+                   "post_install_hook_timeout). Stops cleanly on SIGTERM. Logs JSON to stdout.",
                    epilog="exit codes: 0 after a clean stop, 2 on a configuration error")  # fmt: skip
     sub.add_parser("once", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
                    help="one pass over every cluster, then exit (the exit code says the outcome)",
                    description="One pass over every cluster: bootstrap, renew if due, verify; "
                    "max_concurrent_clusters at a time, each on its own (a failing or hanging cluster does not "
-                   "hold up the others). JSON logs go to stderr, a table sorted by cluster to stdout.")  # fmt: skip
+                   "hold up the others). Then, with the link up, one readiness report to CloudWatch, and a wait "
+                   "for the post-install hooks of this pass (each at most its timeout). JSON logs go to stderr, a "
+                   "table sorted by cluster to stdout.")  # fmt: skip
     status = sub.add_parser("status", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
                             help="show each cluster's state as the agent last recorded it",
                             description="Columns: cluster, state, certificate expiry, next renewal, last "
