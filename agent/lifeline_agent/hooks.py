@@ -111,16 +111,22 @@ class InstallHook:
             return
         with _pending:
             _pending_count += 1
-        self._queue.put(_Install(kubeconfig, not_after, kind))
         with self._lock:
+            self._queue.put(_Install(kubeconfig, not_after, kind))
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name=f"hook-{self.cluster}", daemon=True)
                 self._worker.start()
 
     def _work(self) -> None:
+        """Run the queued hooks, then end: an idle cluster keeps no thread (the unit's TasksMax counts them)."""
         global _pending_count
         while True:
-            install = self._queue.get()
+            with self._lock:
+                try:
+                    install = self._queue.get_nowait()
+                except queue.Empty:
+                    self._worker = None
+                    return
             try:
                 self._run(install)
             except Exception:  # a bug here must not stop later hooks (nor reach renewal)

@@ -75,6 +75,12 @@ def test_installed_returns_at_once_and_runs_each_install_once_in_order(tmp_path:
         ("2027-01-15T08:00:00Z", "new-certificate"), ("2027-01-15T09:00:00Z", "new-certificate"),
         ("2027-01-15T09:00:00Z", "new-server")]  # fmt: skip
     assert hook_counts(observer, "edge-1") == {"success": 3.0}
+    deadline = time.monotonic() + 5
+    while runner._worker is not None:  # the worker ends once the queue is empty
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER)  # and a later install starts a new one
+    assert wait_for_hooks(20) and len(out.read_text().splitlines()) == 4
 
 
 def test_a_failing_hook_is_logged_with_its_redacted_stderr_and_counted(tmp_path: Path) -> None:
