@@ -47,8 +47,7 @@ def alarm_definition(cluster: ClusterView, *, topic_arn: str | None) -> dict[str
         f"{cluster.name} while its Outpost {outpost} is connected: an outage now would leave it without offline "
         "access. Check the agents (lifeline-agent status) on the Outpost; see docs/cloud.md.",
         "ActionsEnabled": True,
-        "AlarmActions": actions,
-        "OKActions": actions,
+        "AlarmActions": actions,  # like the stack's own alarms: no OK action (a new cluster's alarm goes OK)
         "Metrics": [
             {"Id": "ready", "ReturnData": False, "Label": "Agents ready (max)",
              "MetricStat": {"Metric": {"Namespace": READINESS_NAMESPACE, "MetricName": READY_METRIC,
