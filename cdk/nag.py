@@ -66,6 +66,19 @@ def suppress_justified_findings(stack: LifelineStack) -> None:
         apply_to_children=True,
     )
     NagSuppressions.add_resource_suppressions(
+        stack.functions.watch_readiness.role,  # type: ignore[arg-type]
+        [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="One readiness alarm per cluster, lifeline-readiness-<cluster>, made by the workflow at run "
+                "time; scoped to that prefix",
+                applies_to=[{"regex": "/^Resource::arn:<AWS::Partition>:cloudwatch:.*:alarm:"
+                             "lifeline-readiness-\\*$/g"}],
+            ),
+        ],
+        apply_to_children=True,
+    )
+    NagSuppressions.add_resource_suppressions(
         stack.workflow.state_machine.role,
         [
             NagPackSuppression(

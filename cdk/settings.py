@@ -23,6 +23,8 @@ CONTEXT_PREFIX = "lifeline:"
 DEFAULT_POLL_INTERVAL_SECONDS = 60
 DEFAULT_MAX_WAIT_SECONDS = 45 * 60
 MAX_WAIT_LIMIT_SECONDS = 24 * 60 * 60
+DEFAULT_READINESS_GRACE_SECONDS = 30 * 60
+MAX_READINESS_GRACE_SECONDS = 24 * 60 * 60
 
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -58,6 +60,7 @@ class LifelineSettings:
     create_trail: bool = False
     alarm_topic_arn: str | None = None
     dependencies_layer: bool = False
+    readiness_grace_seconds: int = DEFAULT_READINESS_GRACE_SECONDS
 
     @property
     def in_vpc(self) -> bool:
@@ -65,8 +68,8 @@ class LifelineSettings:
 
     @property
     def state_machine_timeout_seconds(self) -> int:
-        """The hard stop for one execution: the longest allowed wait plus room for the other steps."""
-        return MAX_WAIT_LIMIT_SECONDS + 30 * 60
+        """The hard stop for one execution: the longest allowed waits plus room for the other steps."""
+        return MAX_WAIT_LIMIT_SECONDS + self.readiness_grace_seconds + 30 * 60
 
 
 def _get(node: Node, key: str) -> Any:
@@ -164,4 +167,6 @@ def load_settings(node: Node) -> LifelineSettings:
         create_trail=_as_bool(node, "createTrail"),
         alarm_topic_arn=_as_str(node, "alarmTopicArn", _TOPIC_ARN, None),
         dependencies_layer=_as_bool(node, "dependenciesLayer"),
+        readiness_grace_seconds=_as_int(node, "readinessGraceSeconds", DEFAULT_READINESS_GRACE_SECONDS, 0,
+                                        MAX_READINESS_GRACE_SECONDS),
     )

@@ -9,10 +9,12 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
+from lifeline_agent.contract import READINESS_NAMESPACE
 
 from cdk.assets import build_dependencies_layer, stage_lambda_code
 from cdk.constructs.functions import FunctionCode, WorkflowFunctions
 from cdk.constructs.monitoring import Monitoring
+from cdk.constructs.readiness import ReadinessDashboard
 from cdk.constructs.storage import Storage
 from cdk.constructs.trigger import Trigger
 from cdk.constructs.workflow import Workflow
@@ -45,6 +47,8 @@ class LifelineStack(Stack):
             store_secret=self.functions.store_secret,
             bootstrap_rbac=self.functions.bootstrap_rbac,
             rollback_rbac=self.functions.rollback_rbac,
+            watch_readiness=self.functions.watch_readiness,
+            readiness_grace=Duration.seconds(settings.readiness_grace_seconds),
             timeout=Duration.seconds(settings.state_machine_timeout_seconds),
             log_key=self.storage.key,
         )
@@ -62,6 +66,7 @@ class LifelineStack(Stack):
             dead_letter_queue=self.trigger.dead_letter_queue,
             alarm_topic_arn=settings.alarm_topic_arn,
         )
+        self.readiness = ReadinessDashboard(self, "Readiness", workflow_alarms=self.monitoring.alarms)
         CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn)
         CfnOutput(self, "SecretsKeyArn", value=self.storage.key.key_arn)
         CfnOutput(
@@ -80,8 +85,8 @@ class LifelineStack(Stack):
         CfnOutput(
             self,
             "AgentPolicyDocument",
-            description="IAM policy for the agent principals: read their secrets, and check each secret's "
-            "endpoint and CA against EKS (eks:DescribeCluster)",
+            description="IAM policy for the agent principals: read their secrets, check each secret's "
+            "endpoint and CA against EKS (eks:DescribeCluster), report readiness (CloudWatch, Lifeline namespace)",
             value=self.to_json_string(self.agent_policy().to_json()),
         )
 
@@ -104,6 +109,13 @@ class LifelineStack(Stack):
                     sid="VerifySecretAgainstEks",
                     actions=["eks:DescribeCluster"],
                     resources=[self.functions.cluster_arn_pattern],
+                ),
+                # PutMetricData has no resource-level permissions: the namespace condition is what limits it.
+                iam.PolicyStatement(
+                    sid="ReportReadiness",
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": READINESS_NAMESPACE}},
                 ),
             ]
         )

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import agentkit
+from lab.alarms import readiness_report
 from lab.drill import (
     TLS_HANDSHAKE_TIMEOUT,
     UNAUTHORIZED,
@@ -95,6 +96,7 @@ class DemoResult:
     timeline_json: Path | None = None
     timeline_png: Path | None = None
     seconds: float = 0.0
+    region_shows_ready: bool = False
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -104,6 +106,7 @@ class DemoResult:
     def evaluate(self, options: DemoOptions) -> dict[str, bool]:
         self.checks = {
             "workflow succeeded": self.workflow_status == "SUCCEEDED",
+            "the Region showed the cluster ready before the cut": self.region_shows_ready,
             "drill results as expected": self.drill.passed,
             f"at least {options.min_offline_renewals} renewals with the link down":
                 self.renewals_offline >= options.min_offline_renewals,
@@ -281,7 +284,7 @@ def _agent_script(name: str = "lifeline-agent") -> Path:
 def write_agent_config(lab: Any, directory: Path, cluster: str) -> Path:
     """A lab agent configuration: the Region through the service link, short probes and back-off."""
     return agentkit.write_config(lab, directory, [cluster], region=lab.region.name, host_id="outpost-demo-host-1",
-                                 certificate_lifetime="10m", probe_interval="1s")  # fmt: skip
+                                 certificate_lifetime="10m", probe_interval="1s", readiness_interval="10s")  # fmt: skip
 
 
 class AgentProcess(agentkit.AgentProcess):
@@ -436,6 +439,11 @@ def run_demo(options: DemoOptions) -> DemoResult:
             ready = agent.wait_ready()
             watcher.poll()
             log(f"  agent ready: offline kubeconfig {ready.get('kubeconfig_path')}")
+            log("  the Region sees it: the agent reports its readiness to CloudWatch while the link is up")
+            outpost_id = local.outpost_arns[0].rsplit("/", 1)[-1]
+            region = readiness_report(lab.client("cloudwatch"), local.name, outpost_id, since=agent.started_at)
+            for line in region.lines:
+                log(f"    {line}")
             kubeconfigs = output / "kubeconfigs"
             kubeconfigs.mkdir(mode=0o700, exist_ok=True)
             cases = _drill_cases(
@@ -485,7 +493,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         result = DemoResult(drill=drill, workflow_status=workflow_status, workflow_states=workflow_states,
                             offline_calls=list(offline_loop.calls), renewals_offline=renewals,
                             iam_after_restore=iam, agent_exit_code=agent_exit,
-                            granted_as=granted_as)  # fmt: skip
+                            granted_as=granted_as, region_shows_ready=region.shows_ready)  # fmt: skip
     timeline.phase("lab down")
     result.evaluate(options)
     result.timeline_json, result.timeline_png = timeline.write(output)

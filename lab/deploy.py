@@ -228,9 +228,11 @@ _lab_deployments: weakref.WeakKeyDictionary[Any, DeployedStack] = weakref.WeakKe
 
 
 def lab_context(lab: Any, allowed_outpost_arns: list[str]) -> dict[str, Any]:
-    """CDK context for the lab: 1 s polls, a short wait bound, the lab's agent principal."""
+    """CDK context for the lab: 1 s polls, a short wait bound, no grace before the readiness alarm (a lab test
+    reports for its agent itself), the lab's agent principal."""
     return {
         "lifeline:pollIntervalSeconds": LAB_POLL_INTERVAL_SECONDS,
+        "lifeline:readinessGraceSeconds": 0,
         "lifeline:maxWaitSeconds": LAB_MAX_WAIT_SECONDS,
         "lifeline:allowedOutpostArns": list(allowed_outpost_arns),
         "lifeline:agentPrincipalArns": [lab.agent_principal.arn],

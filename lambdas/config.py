@@ -42,6 +42,7 @@ class WorkflowConfig:
     token_sts_endpoint_url: str | None = None
     stack_account: str | None = None
     stack_region: str | None = None
+    alarm_topic_arn: str | None = None
 
     @classmethod
     def from_environment(cls) -> WorkflowConfig:
@@ -62,4 +63,5 @@ class WorkflowConfig:
             token_sts_endpoint_url=env.get(constants.ENV_TOKEN_STS_ENDPOINT_URL) or None,
             stack_account=env.get(constants.ENV_STACK_ACCOUNT) or None,
             stack_region=env.get(constants.ENV_STACK_REGION) or None,
+            alarm_topic_arn=env.get(constants.ENV_ALARM_TOPIC_ARN) or None,
         )

@@ -68,6 +68,10 @@ class RbacRollbackFailed(WorkflowError):
     """Undoing the RBAC objects this execution created failed: the message names what is left."""
 
 
+class ReadinessAlarmFailed(WorkflowError):
+    """CloudWatch refused the cluster's readiness alarm (access denied, invalid, limit exceeded...)."""
+
+
 class TransientAwsError(Exception):
     """Throttling, a 5xx or a connection error from an AWS API: retried by the state machine."""
 

@@ -76,13 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", parents=[common], formatter_class=formatter, help="run as a service (systemd)",
                    description="Run as a service: one loop per cluster renews before the deadline, verifies "
                    "the kubeconfig, fails over between control-plane IPs; sd_notify READY/STATUS/WATCHDOG; "
-                   "/healthz and /metrics on metrics_address. Stops cleanly on SIGTERM. Logs JSON to stdout.",
+                   "/healthz and /metrics on metrics_address. While the link is up, reports each cluster's "
+                   "readiness to CloudWatch (namespace Lifeline) every readiness_interval; after each verified "
+                   "install runs the cluster's post_install_hook, if any, in the background (bounded by "
+                   "post_install_hook_timeout). Stops cleanly on SIGTERM. Logs JSON to stdout.",
                    epilog="exit codes: 0 after a clean stop, 2 on a configuration error")  # fmt: skip
     sub.add_parser("once", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
                    help="one pass over every cluster, then exit (the exit code says the outcome)",
                    description="One pass over every cluster: bootstrap, renew if due, verify; "
                    "max_concurrent_clusters at a time, each on its own (a failing or hanging cluster does not "
-                   "hold up the others). JSON logs go to stderr, a table sorted by cluster to stdout.")  # fmt: skip
+                   "hold up the others). Then, with the link up, one readiness report to CloudWatch, and a wait "
+                   "for the post-install hooks of this pass (each at most its timeout). JSON logs go to stderr, a "
+                   "table sorted by cluster to stdout.")  # fmt: skip
     status = sub.add_parser("status", parents=[common], formatter_class=formatter, epilog=EXIT_CODES,
                             help="show each cluster's state as the agent last recorded it",
                             description="Columns: cluster, state, certificate expiry, next renewal, last "
@@ -214,7 +219,9 @@ def _run(config: AgentConfig, _args: argparse.Namespace) -> int:
 def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
     from lifeline_agent.daemon import cluster_names, make_link_monitor, preload_libraries
     from lifeline_agent.fleet import run_pass
+    from lifeline_agent.hooks import wait_for_hooks
     from lifeline_agent.observability import configure_logging
+    from lifeline_agent.readiness import ReadinessReporter
 
     configure_logging(config.log_level, stream=sys.stderr)
     _quiet_libraries()
@@ -225,8 +232,13 @@ def _once(config: AgentConfig, _args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if config.needs_region:
         preload_libraries()
+    outcomes = run_pass(config, names, link)
+    ReadinessReporter(config, lambda: [outcome.health for outcome in outcomes], link).report(probe_if_unknown=True)
+    hook_wait = max([config.cluster(name).post_install_hook_timeout + 5 for name in names])
+    if not wait_for_hooks(hook_wait):
+        logging.getLogger(__name__).warning("a post-install hook is still running; exiting without it")
     rows = [_row(vars(outcome.health) | {"state": outcome.health.state.value, "link": _link_text(outcome.link)})
-            for outcome in run_pass(config, names, link)]  # fmt: skip
+            for outcome in outcomes]  # fmt: skip
     _print_table(rows)
     return _state_exit_code([row["state"] if not row["error"] or row["state"] in ("needs-link", "revoked")
                              else "failed" for row in rows])  # fmt: skip

@@ -16,6 +16,8 @@ Example (every key but ``clusters`` has a default)::
     probe_timeout = "2s"
     log_level = "INFO"
     max_concurrent_clusters = 8            # cluster steps at once in a `once` pass and the first pass of `run`
+    readiness_metrics = true               # report each cluster's readiness to CloudWatch (Lifeline namespace)
+    readiness_interval = "1m"              # how often, while the link is up
 
     [timing]                               # optional knobs (defaults shown)
     backoff_base = "10s"                   # first retry after a failure; doubles, with jitter
@@ -34,6 +36,8 @@ Example (every key but ``clusters`` has a default)::
     [cluster.edge-1]                       # optional per-cluster settings
     endpoint_ips = ["10.0.0.10", "10.0.0.11"]
     bootstrap_kubeconfig = "/etc/lifeline/edge-1-bootstrap.kubeconfig"
+    post_install_hook = ["/usr/local/bin/copy-kubeconfig", "--to", "jump-1"]  # + cluster, path, notAfter
+    post_install_hook_timeout = "30s"      # then the hook is killed
 
     [cluster.lab-1]                        # Region-less: no secret, no EKS, no STS, no link probe
     endpoint = "https://10.0.0.20:443"     # default: the bootstrap kubeconfig's server
@@ -81,6 +85,9 @@ HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 MAX_CONCURRENT_CLUSTERS = 64  # each running step is a thread; the unit's TasksMax is 128
 DEFAULT_CONCURRENT_CLUSTERS = 8
+MAX_HOOK_TIMEOUT = 600.0  # a hook that needs longer should start its own background job
+MAX_HOOK_ARGUMENTS = 32
+MIN_READINESS_INTERVAL = 10.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -101,6 +108,8 @@ class ClusterSettings:
     endpoint: str | None = None
     ca_pem: bytes | None = None
     breakglass_group: str | None = None
+    post_install_hook: tuple[str, ...] = ()  # argv; the cluster, kubeconfig path and notAfter are appended
+    post_install_hook_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.endpoint is not None and (self.ca_pem is None or self.bootstrap_kubeconfig is None):
@@ -157,6 +166,8 @@ class AgentConfig:
     aws_endpoint_url: str | None = None
     log_level: str = "INFO"
     max_concurrent_clusters: int = DEFAULT_CONCURRENT_CLUSTERS
+    readiness_metrics: bool = True
+    readiness_interval: float = 60.0
     timing: Timing = field(default_factory=Timing)
     grant: GrantSettings = field(default_factory=GrantSettings)
 
@@ -301,6 +312,8 @@ def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Pat
     if not 1 <= concurrent <= MAX_CONCURRENT_CLUSTERS:
         raise top.error("max_concurrent_clusters", f"{concurrent} is not a whole number from 1 to "
                         f"{MAX_CONCURRENT_CLUSTERS}")  # fmt: skip
+    readiness_metrics = top.take("readiness_metrics", bool, True)
+    readiness_interval = top.duration("readiness_interval", 60.0, minimum=MIN_READINESS_INTERVAL)
     timing = _timing(source, top.take("timing", dict, {}))
     grant = _grant(source, top.take("grant", dict, {}), group)
     top.finish()
@@ -309,7 +322,8 @@ def parse_config(document: dict[str, Any], source: Path, *, machine_id_path: Pat
         certificate_lifetime=int(lifetime), key_type=key_type, host_id=host_id, breakglass_group=group,
         probe_interval=probe_interval, probe_timeout=probe_timeout, metrics_address=metrics_address,
         operators_group=operators_group, aws_endpoint_url=endpoint_url, log_level=log_level,
-        max_concurrent_clusters=concurrent, timing=timing, grant=grant,
+        max_concurrent_clusters=concurrent, readiness_metrics=readiness_metrics,
+        readiness_interval=readiness_interval, timing=timing, grant=grant,
     )  # fmt: skip
 
 
@@ -355,10 +369,39 @@ def _cluster_settings(reader: _Reader, name: str) -> ClusterSettings:
         except UnsafePathError as exc:
             raise reader.error("bootstrap_kubeconfig", f"refused: {exc}") from None
     endpoint, ca_pem, group, pinned = _regionless_settings(reader, bootstrap)
+    hook = _post_install_hook(reader)
+    hook_timeout = reader.duration("post_install_hook_timeout", 30.0)
+    if hook_timeout > MAX_HOOK_TIMEOUT:
+        raise reader.error("post_install_hook_timeout", f"at most {MAX_HOOK_TIMEOUT:g} s")
     reader.finish()
     return ClusterSettings(name=name, endpoint_ips=tuple(dict.fromkeys([*ips, *pinned])),
                            bootstrap_kubeconfig=bootstrap, endpoint=endpoint, ca_pem=ca_pem,
-                           breakglass_group=group)  # fmt: skip
+                           breakglass_group=group, post_install_hook=hook,
+                           post_install_hook_timeout=hook_timeout)  # fmt: skip
+
+
+def _post_install_hook(reader: _Reader) -> tuple[str, ...]:
+    """The hook's argv: an absolute path to an executable that only root or this user can change, then
+    plain string arguments (no shell: nothing in them is expanded)."""
+    key = "post_install_hook"
+    argv = reader.take(key, list, [])
+    if not argv:
+        return ()
+    if len(argv) > MAX_HOOK_ARGUMENTS:
+        raise reader.error(key, f"at most {MAX_HOOK_ARGUMENTS} items (the program and its arguments)")
+    for index, item in enumerate(argv):
+        if not isinstance(item, str) or "\x00" in item or len(item) > 4096:
+            raise reader.error(f"{key}[{index}]", f"{item!r:.80} is not a string of at most 4096 characters")
+    program = Path(argv[0])
+    if not program.is_absolute():
+        raise reader.error(key, f"{argv[0]!r}: the program must be an absolute path (no shell, no PATH search)")
+    if not program.is_file() or not os.access(program, os.X_OK):
+        raise reader.error(key, f"{program} is not an executable file")
+    try:  # the hook runs as the agent, with the kubeconfig's path: nobody else may change it
+        check_trusted(program)
+    except UnsafePathError as exc:
+        raise reader.error(key, f"refused: {exc}") from None
+    return tuple(argv)
 
 
 _REGIONLESS_KEYS = ("endpoint", "certificate_authority", "certificate_authority_data")

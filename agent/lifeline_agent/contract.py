@@ -27,6 +27,12 @@ AGENTS_GROUP = "lifeline:agents"
 DEFAULT_OPERATORS_GROUP = "lifeline:operators"
 PERSONAL_USER_PREFIX = "lifeline-user:"
 MAX_SECRET_BYTES = 64 * 1024
+# The agents' readiness metrics (lifeline_agent.readiness) and the workflow's per-cluster alarm on them.
+READINESS_NAMESPACE = "Lifeline"
+READY_METRIC = "OfflineAccessReady"
+SECONDS_LEFT_METRIC = "OfflineAccessSecondsLeft"
+CLUSTER_DIMENSION = "ClusterName"
+READINESS_ALARM_PREFIX = "lifeline-readiness-"
 
 # EKS: 1-100 characters, starts with a letter or digit, then letters, digits, hyphens, underscores.
 CLUSTER_NAME_PATTERN = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")

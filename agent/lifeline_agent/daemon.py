@@ -20,6 +20,7 @@ from lifeline_agent.fleet import Slots
 from lifeline_agent.link import LinkMonitor, probe_region
 from lifeline_agent.observability import ClusterState, Observer, SystemdNotifier
 from lifeline_agent.progress import WatchedAgent
+from lifeline_agent.readiness import ReadinessReporter
 from lifeline_agent.region import RegionError, list_cluster_names
 from lifeline_agent.regionless import NoLink
 from lifeline_agent.store import known_clusters
@@ -79,6 +80,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._first_steps = Slots(config.max_concurrent_clusters)
         self._ready = False
+        self.readiness = ReadinessReporter(config, observer.snapshot, self.link, observer)
 
     def stop(self, *_: object) -> None:
         self._stopping.set()
@@ -149,6 +151,7 @@ class Daemon:
             log.warning("no cluster to manage yet (clusters = \"all\" and no lifeline/ secret found)")
         for name in names:
             self._start_cluster(name)
+        self.readiness.start(self._stopping)
         watchdog = self.notifier.watchdog_interval()
         tick = min(self.config.probe_interval, watchdog or self.config.probe_interval, 5.0)
         last_probe = last_scan = time.monotonic()
@@ -174,6 +177,7 @@ class Daemon:
         self.notifier.status("stopping")
         for thread in self._threads:
             thread.join(timeout=self.config.timing.api_timeout + 5)
+        self.readiness.join(timeout=self.readiness.timeout + 1)
         log.info("stopped")
         return 0
 

@@ -51,6 +51,8 @@ class ClusterState(StrEnum):
 
 
 SERVING_STATES = frozenset({ClusterState.READY, ClusterState.RENEWING})
+HOOK_RESULTS = ("success", "failure", "timeout")
+REPORT_RESULTS = ("success", "failure")
 REQUEST_DEADLINE = 5.0  # seconds one metrics connection may last in all; a scrape takes milliseconds
 MAX_CONNECTIONS = 8  # metrics connections served at once; more are answered 503 and closed
 
@@ -115,6 +117,18 @@ class Observer:
             ["cluster", "result"],
             registry=registry,
         )
+        self._hooks = Counter(
+            "lifeline_install_hooks",
+            "Runs of the cluster's post_install_hook by outcome (failure: exit status not 0 or not started)",
+            ["cluster", "result"],
+            registry=registry,
+        )
+        self._readiness_reports = Counter(
+            "lifeline_readiness_reports",
+            "Readiness reports to CloudWatch (PutMetricData) by outcome",
+            ["result"],
+            registry=registry,
+        )
         self._link = Gauge(
             "lifeline_service_link_up",
             "1 when the Region answers the agent's probe through the service link",
@@ -156,6 +170,16 @@ class Observer:
             raise ValueError(f"renewal result must be 'success' or 'failure', not {result!r}")
         self._renewals.labels(cluster, result).inc()
 
+    def install_hook(self, cluster: str, result: str) -> None:
+        if result not in HOOK_RESULTS:
+            raise ValueError(f"hook result must be one of {HOOK_RESULTS}, not {result!r}")
+        self._hooks.labels(cluster, result).inc()
+
+    def readiness_report(self, result: str) -> None:
+        if result not in REPORT_RESULTS:
+            raise ValueError(f"report result must be one of {REPORT_RESULTS}, not {result!r}")
+        self._readiness_reports.labels(result).inc()
+
     def link(self, up: bool) -> None:
         with self._lock:
             changed = self._link_up != up
@@ -180,7 +204,7 @@ class Observer:
         clusters = self.snapshot()
         if not clusters:
             return False, "no cluster reported yet"
-        problems = [problem for health in clusters if (problem := _problem(health, now))]
+        problems = [problem for health in clusters if (problem := readiness_problem(health, now))]
         if problems:
             return False, "; ".join(problems)
         return True, f"ok: {len(clusters)} cluster(s) ready"
@@ -192,7 +216,8 @@ class Observer:
         return HttpEndpoint(self, host, port, deadline=deadline, max_connections=max_connections)
 
 
-def _problem(health: ClusterHealth, now: float) -> str | None:
+def readiness_problem(health: ClusterHealth, now: float) -> str | None:
+    """Why the cluster has no verified, unexpired kubeconfig on disk right now; None when it has one."""
     name = health.cluster
     if health.state not in SERVING_STATES:
         detail = f" ({health.last_error})" if health.last_error else ""

@@ -25,6 +25,7 @@ from lifeline_agent.contract import ClusterSecret
 from lifeline_agent.csr_cleanup import CsrCleanup
 from lifeline_agent.deadline import Wanted, backoff_delay, mismatch, renewal_deadline
 from lifeline_agent.group_change import GroupChanged, changed_group, reissue_for_group
+from lifeline_agent.hooks import InstallHook
 from lifeline_agent.keys import (
     CSR_USAGES,
     CertificateError,
@@ -76,6 +77,7 @@ class ClusterAgent:
         self._last_logged: tuple[ClusterState, str] | None = None
         self._renewal_requested: str | None = None
         self._delete_csrs = CsrCleanup(cluster)
+        self.hook = InstallHook(self.settings, observer)
         self.store.remove_stale_sessions()
         self.link = regionless.link_for(self.settings, self.store, link)  # Region-less: never waits for the link
         self.view = ClusterView(config, cluster, self.store, self.link)
@@ -318,6 +320,7 @@ class ClusterAgent:
             self.store.install(config, new_key)
         self.last_renewal, self._renewal_requested = self.clock(), None
         self._count_renewal("success")
+        self.hook.installed(self.store.kubeconfig_path, certificate.not_after)
         log.info("installed a new kubeconfig", extra={
             "cluster": self.cluster, "server": target.server, "not_after": utc(certificate.not_after),
             "path": str(self.store.kubeconfig_path)})  # fmt: skip
@@ -378,6 +381,7 @@ class ClusterAgent:
 
         config = self._first_reachable(targets or self._targets(cache), try_target)
         self.store.install(config, key)
+        self.hook.installed(self.store.kubeconfig_path, installed.certificate.not_after, "new-server")
         log.warning("kubeconfig rewritten: %s", reason, extra={"cluster": self.cluster,
                     "server": config["clusters"][0]["cluster"]["server"]})  # fmt: skip
 

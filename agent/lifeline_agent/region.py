@@ -1,4 +1,5 @@
-"""The Region side the agent uses while the link is up: Secrets Manager (``lifeline/<cluster>``), EKS and STS.
+"""The Region side the agent uses while the link is up: Secrets Manager (``lifeline/<cluster>``), EKS, STS and
+CloudWatch (the readiness metrics).
 
 Clients use the standard credential chain (botocore's, the one boto3 uses; the session from
 :mod:`lifeline_agent.aws_session`), ``aws_endpoint_url`` when configured (VPC endpoints, the lab) and short
@@ -142,3 +143,15 @@ def list_cluster_names(*, region: str | None, endpoint_url: str | None, timeout:
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise RegionError(f"listing secrets {SECRET_PREFIX}*: {_describe(exc)}") from None
     return sorted(set(names))
+
+
+def put_metric_data(namespace: str, metric_data: list[dict[str, Any]], *, region: str | None,
+                    endpoint_url: str | None, timeout: float) -> None:  # fmt: skip
+    """``cloudwatch:PutMetricData`` of ``metric_data`` (at most 1000 entries); :class:`RegionError`."""
+    import botocore.exceptions
+
+    client = aws_client("cloudwatch", region=region, endpoint_url=endpoint_url, timeout=timeout)
+    try:
+        client.put_metric_data(Namespace=namespace, MetricData=metric_data)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise RegionError(f"cloudwatch:PutMetricData {namespace}: {_describe(exc)}") from None

@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from lifeline_agent.contract import READINESS_ALARM_PREFIX
 
 from cdk.settings import MAX_WAIT_LIMIT_SECONDS, LifelineSettings, SettingsError
 from lambdas import constants
@@ -36,7 +37,8 @@ class FunctionCode:
 
 
 class WorkflowFunctions(Construct):
-    """normalise_request, create_cluster, check_cluster, bootstrap_rbac, store_secret, rollback_rbac."""
+    """normalise_request, create_cluster, check_cluster, bootstrap_rbac, store_secret, rollback_rbac,
+    watch_readiness."""
 
     def __init__(
         self,
@@ -161,10 +163,24 @@ class WorkflowFunctions(Construct):
             in_vpc=settings.in_vpc, environment=rbac_environment,
         )
 
+        # One alarm per cluster, lifeline-readiness-<cluster>, made after the agents' grace period.
+        self.readiness_alarm_arn_pattern = stack.format_arn(
+            service="cloudwatch", resource="alarm", resource_name=f"{READINESS_ALARM_PREFIX}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        watch_role = self._role("WatchReadinessRole")
+        watch_role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudwatch:PutMetricAlarm"], resources=[self.readiness_alarm_arn_pattern])
+        )
+        self.watch_readiness = self._function(
+            "watch_readiness", role=watch_role,
+            environment={constants.ENV_ALARM_TOPIC_ARN: settings.alarm_topic_arn} if settings.alarm_topic_arn else {},
+        )
+
     @property
     def all(self) -> list[lambda_.Function]:
         return [self.normalise_request, self.create_cluster, self.check_cluster, self.bootstrap_rbac,
-                self.store_secret, self.rollback_rbac]
+                self.store_secret, self.rollback_rbac, self.watch_readiness]
 
     def _role(self, construct_id: str) -> iam.Role:
         return iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))

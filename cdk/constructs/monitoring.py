@@ -53,7 +53,8 @@ class Monitoring(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        self.alarms = [self.execution_alarm, self.dead_letter_alarm]
         if alarm_topic_arn:
             topic = sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
-            for alarm in (self.execution_alarm, self.dead_letter_alarm):
+            for alarm in self.alarms:
                 alarm.add_alarm_action(actions.SnsAction(topic))

@@ -1,13 +1,18 @@
 """Workflow: the Standard state machine.
 
 ReceiveInput -> NormaliseRequest -> [CreateCluster] -> CheckCluster <-> WaitForCluster (bounded)
--> BootstrapRbac -> StoreSecret -> PublishReady -> Ready.  A cluster without ``outpostConfig`` ends in
-Skipped. Every Task retries transient errors with backoff and catches everything else into
-PublishFailure -> Failed, which carries the step's error name and cause.
+-> BootstrapRbac -> StoreSecret -> PublishReady -> WaitForAgents -> WatchReadiness -> Ready.
+A cluster without ``outpostConfig`` ends in Skipped. Every Task retries transient errors with backoff and
+catches everything else into PublishFailure -> Failed, which carries the step's error name and cause.
 
 The secret is written last: it is what tells the agents that a cluster has offline access, so it exists
 only once the RBAC it relies on does. BootstrapRbac undoes its own partial work when it fails; when
 StoreSecret fails, RollbackRbac removes what BootstrapRbac created before the failure is published.
+
+WatchReadiness sets the cluster's readiness alarm (lambdas/watch_readiness) once the agents had
+``readiness_grace`` to find the secret and report: made earlier it would page for every new cluster. It is the
+last step, so nothing after it can fail and call for its removal; when it fails no alarm exists (one
+PutMetricAlarm) and the execution fails with ReadinessAlarmFailed, while the cluster keeps its offline access.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Workflow(Construct):
         store_secret: lambda_.IFunction,
         bootstrap_rbac: lambda_.IFunction,
         rollback_rbac: lambda_.IFunction,
+        watch_readiness: lambda_.IFunction,
+        readiness_grace: Duration,
         timeout: Duration,
         log_key: kms.IKey,
     ) -> None:
@@ -153,6 +160,13 @@ class Workflow(Construct):
         )
         _retry(publish_ready, EVENTS_TRANSIENT_ERRORS)
         publish_ready.add_catch(failure, errors=[sfn.Errors.ALL], result_path="$.failure")
+        wait_for_agents = sfn.Wait(
+            self, "WaitForAgents", comment="The agents' grace period: find the new secret, bootstrap, report",
+            time=sfn.WaitTime.duration(readiness_grace),
+        )
+        watch = step(
+            "WatchReadiness", watch_readiness, {"cluster": sfn.JsonPath.object_at("$.check.cluster")}, "$.readiness"
+        )
         ready = sfn.Pass(
             self,
             "Ready",
@@ -162,6 +176,7 @@ class Workflow(Construct):
                 "secretName": sfn.JsonPath.string_at("$.secret.secretName"),
                 "secretChanged": sfn.JsonPath.string_at("$.secret.changed"),
                 "rbacObjects": sfn.JsonPath.list_at("$.rbac.applied"),
+                "readinessAlarm": sfn.JsonPath.string_at("$.readiness.alarmName"),
             },
         )
         skipped = sfn.Pass(
@@ -177,7 +192,7 @@ class Workflow(Construct):
         cluster_state = (
             sfn.Choice(self, "ClusterState")
             .when(sfn.Condition.string_equals("$.check.verdict", "READY"),
-                  bootstrap.next(store).next(publish_ready).next(ready))
+                  bootstrap.next(store).next(publish_ready).next(wait_for_agents).next(watch).next(ready))
             .when(sfn.Condition.string_equals("$.check.verdict", "SKIP"), skipped)
             .otherwise(wait.next(check))
         )

@@ -115,7 +115,11 @@ def test_the_agent_policy_output_grants_describe_cluster_besides_reading_the_sec
     parts = synthesized.json["Outputs"]["AgentPolicyDocument"]["Value"]["Fn::Join"][1]
     document = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
     statements = {s["Sid"]: s for s in document["Statement"]}
-    assert set(statements) == {"ReadLifelineSecrets", "DecryptLifelineSecrets", "VerifySecretAgainstEks"}
+    assert set(statements) == {"ReadLifelineSecrets", "DecryptLifelineSecrets", "VerifySecretAgainstEks",
+                               "ReportReadiness"}  # fmt: skip
+    # PutMetricData has no resource-level permissions: only into the Lifeline namespace, nothing else
+    assert statements["ReportReadiness"]["Action"] == "cloudwatch:PutMetricData"
+    assert statements["ReportReadiness"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Lifeline"}}
     assert statements["VerifySecretAgainstEks"]["Action"] == "eks:DescribeCluster"
     assert statements["VerifySecretAgainstEks"]["Resource"].endswith(":cluster/*")
     assert statements["ReadLifelineSecrets"]["Resource"].endswith(":secret:lifeline/*")

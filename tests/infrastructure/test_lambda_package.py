@@ -62,7 +62,7 @@ def _distributions(directory: Path) -> dict[str, metadata.Distribution]:
 
 
 def test_every_function_runs_the_runtime_and_architecture_the_layer_is_built_for(package: Package) -> None:
-    assert len(package.functions) == 6
+    assert len(package.functions) == 7
     assert {f.target for f in package.functions} == {deployed_target()}
     layers = {f.layer_directories for f in package.functions}
     assert len(layers) == 1 and len(next(iter(layers))) == 1, layers

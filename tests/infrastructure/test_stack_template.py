@@ -18,6 +18,7 @@ HANDLERS = {
     "lambdas.store_secret.handler.handler",
     "lambdas.bootstrap_rbac.handler.handler",
     "lambdas.rollback_rbac.handler.handler",
+    "lambdas.watch_readiness.handler.handler",
 }
 # "*" as a resource only where the service has no resource-level permissions for the action.
 WILDCARD_RESOURCE_ACTIONS = {
@@ -127,7 +128,8 @@ def test_state_machine_definition_has_the_workflow_states(synthesized: Synthesiz
     definition = json.loads(text.replace('"0"', '"x"'))
     states = definition["States"]
     assert {"NormaliseRequest", "CreateCluster", "CheckCluster", "WaitForCluster", "StoreSecret", "BootstrapRbac",
-            "RollbackRbac", "PublishReady", "PublishFailure", "Skipped", "Failed"} <= set(states)
+            "RollbackRbac", "PublishReady", "WaitForAgents", "WatchReadiness", "PublishFailure", "Skipped",
+            "Failed"} <= set(states)
     assert states["WaitForCluster"]["SecondsPath"] == "$.request.poll.intervalSeconds"
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
     for name, task in tasks.items():
@@ -314,6 +316,7 @@ EXPECTED_ROLE_ACTIONS = {
         "logs:DescribeLogGroups",
     },
     "StateMachineEventsRole": {"states:StartExecution"},
+    "WatchReadinessRole": LOGS | XRAY | {"cloudwatch:PutMetricAlarm"},
 }  # fmt: skip
 
 

@@ -33,7 +33,16 @@ def demo(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult
 def test_every_outcome_of_the_story_is_the_expected_one(demo: tuple[DemoResult, list[str], Path]) -> None:
     result, lines, _ = demo
     assert result.passed, "\n".join(lines)
-    assert all(result.checks.values()) and len(result.checks) == 8
+    assert all(result.checks.values()) and len(result.checks) == 9
+
+
+def test_before_the_cut_the_region_shows_the_cluster_ready(demo: tuple[DemoResult, list[str], Path]) -> None:
+    result, lines, _ = demo
+    assert result.region_shows_ready
+    text = "\n".join(lines)
+    assert "Lifeline/OfflineAccessReady{ClusterName=e2e-demo-local} = 1 at " in text
+    assert "alarm lifeline-readiness-e2e-demo-local (Outpost op-" in text and "): OK once this 5-minute" in text
+    assert text.index("): OK once this") < text.index("the service link is cut")
 
 
 def test_the_workflow_ran_from_the_cloudtrail_event_to_ready(demo: tuple[DemoResult, list[str], Path]) -> None:

@@ -15,12 +15,21 @@ import botocore.loaders
 import botocore.session
 import pytest
 from lifeline_agent import aws_session
-from lifeline_agent.aws_session import DATA_DIR, SERVICES, new_session, trimmed_endpoints
+from lifeline_agent.aws_session import (
+    DATA_DIR,
+    OPERATIONS,
+    SERVICES,
+    new_session,
+    trimmed_endpoints,
+    trimmed_service_model,
+)
 
 CALLS: dict[str, Callable[[Any], Any]] = {
     "sts": lambda c: c.get_caller_identity(),
     "secretsmanager": lambda c: c.get_secret_value(SecretId="lifeline/prod-1"),
     "eks": lambda c: c.describe_cluster(name="prod-1"),
+    "cloudwatch": lambda c: c.put_metric_data(Namespace="Lifeline", MetricData=[{"MetricName": "OfflineAccessReady",
+                                                                                 "Value": 1.0}]),
 }
 
 
@@ -103,9 +112,58 @@ def test_dual_stack_keeps_botocores_own_data(aws_environment: pytest.MonkeyPatch
                                                                        ["us-west-2", "eu-west-1"])
 
 
+def _builtin_model(service: str) -> tuple[dict[str, Any], str]:
+    loader = botocore.loaders.Loader()
+    version = loader.determine_latest_version(service, "service-2")
+    data, path = loader.load_data_with_path(f"{service}/{version}/service-2")
+    assert loader.is_builtin_path(path)
+    return dict(data), version
+
+
+def _model_path(service: str, version: str) -> Any:
+    return DATA_DIR / service / version / "service-2.json"
+
+
+def test_the_model_copies_are_botocores_cut_to_the_agents_operations(aws_environment: pytest.MonkeyPatch) -> None:
+    for service, operations in OPERATIONS.items():
+        builtin, version = _builtin_model(service)
+        shipped = json.loads(_model_path(service, version).read_text())
+        regenerate = "regenerate: python -m tests.unit.test_agent_aws_session"
+        assert shipped == trimmed_service_model(builtin, operations), regenerate
+        assert set(shipped["operations"]) == set(operations)
+        model = new_session().get_service_model(service)  # the session reads the copy
+        assert model.operation_names == list(operations)
+
+
+def test_a_metric_report_is_the_same_request_with_the_copy(aws_environment: pytest.MonkeyPatch) -> None:
+    def request(session: botocore.session.Session) -> tuple[str, bytes, dict[str, str]]:
+        client = session.create_client("cloudwatch", region_name="eu-west-1")
+        sent: list[Any] = []
+
+        def stop(request: Any, **_: Any) -> None:
+            sent.append(request)
+            raise _Sent()
+
+        client.meta.events.register("before-send", stop)
+        with pytest.raises(_Sent):
+            client.put_metric_data(Namespace="Lifeline", MetricData=[
+                {"MetricName": "OfflineAccessReady", "Dimensions": [{"Name": "ClusterName", "Value": "edge-1"}],
+                 "Value": 1.0, "Unit": "None"}])  # fmt: skip
+        headers = {k: v for k, v in sent[0].headers.items() if k not in ("Authorization", "X-Amz-Date",
+                                                                          "amz-sdk-invocation-id")}  # fmt: skip
+        return sent[0].url, sent[0].body, {k: str(v) for k, v in headers.items()}
+
+    assert request(new_session()) == request(botocore.session.get_session())
+
+
 def write() -> None:
     data = trimmed_endpoints(_builtin_endpoints())
     (aws_session.DATA_DIR / "endpoints.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    for service, operations in OPERATIONS.items():
+        model, version = _builtin_model(service)
+        path = _model_path(service, version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(trimmed_service_model(model, operations), indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+"""The post-install hook (``post_install_hook`` of a cluster): an operator's command run after each verified
+install of the cluster's kubeconfig, e.g. to copy it to the operators' jump host.
+
+The hook gets the cluster name, the kubeconfig path and the certificate's notAfter (ISO 8601, UTC) as its last
+three arguments, and the same as ``LIFELINE_CLUSTER``, ``LIFELINE_KUBECONFIG``, ``LIFELINE_NOT_AFTER``
+(with ``LIFELINE_NOT_AFTER_EPOCH``) and ``LIFELINE_INSTALL`` (``new-certificate`` or ``new-server``: the same
+certificate, verified against another control-plane address) in its environment. It runs after the install,
+never before nor for a failed one, on a thread of its own: renewal neither waits for it nor looks at its
+outcome, so a hook cannot block or undo an install. Each cluster's hooks run one at a time, in install
+order; a hook still running after ``post_install_hook_timeout`` is killed (its whole process group). The
+outcome (``success``, ``failure``, ``timeout``) is logged, with the end of its stderr (redacted) when it
+failed, and counted in ``lifeline_install_hooks``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifeline_agent.config import ClusterSettings
+from lifeline_agent.observability import Observer, redact
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL = 2000  # characters of a failed hook's stderr that go into the log
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout
+_pending = threading.Condition()
+_pending_count = 0
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    result: str  # success, failure or timeout
+    detail: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Install:
+    kubeconfig: Path
+    not_after: float
+    kind: str
+
+
+def _utc(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after: float, kind: str,
+             timeout: float) -> HookOutcome:  # fmt: skip
+    """Run the hook once and wait for it, at most ``timeout`` seconds (then it is killed)."""
+    environment = {**os.environ, "LIFELINE_CLUSTER": cluster, "LIFELINE_KUBECONFIG": str(kubeconfig),
+                   "LIFELINE_NOT_AFTER": _utc(not_after), "LIFELINE_NOT_AFTER_EPOCH": str(int(not_after)),
+                   "LIFELINE_INSTALL": kind}  # fmt: skip
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen([*argv, cluster, str(kubeconfig), _utc(not_after)], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment,
+                                   cwd=kubeconfig.parent, start_new_session=True, close_fds=True)  # fmt: skip
+    except OSError as exc:
+        return HookOutcome("failure", f"cannot start {argv[0]}: {exc.strerror or exc}", 0.0)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        return HookOutcome("timeout", f"still running after {timeout:g} s: killed", time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    if process.returncode == 0:
+        return HookOutcome("success", "exit status 0", elapsed)
+    code = process.returncode
+    status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    tail = redact(stderr.decode("utf-8", "replace")[-STDERR_TAIL:]).strip()
+    return HookOutcome("failure", f"{status}" + (f"; stderr: {tail}" if tail else ""), elapsed)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.communicate(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    process.communicate()
+
+
+class InstallHook:
+    """One cluster's hook: :meth:`installed` queues a run and returns at once."""
+
+    def __init__(self, settings: ClusterSettings, observer: Observer | None = None) -> None:
+        self.cluster, self.argv = settings.name, settings.post_install_hook
+        self.timeout, self.observer = settings.post_install_hook_timeout, observer
+        self._queue: queue.SimpleQueue[_Install] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def installed(self, kubeconfig: Path, not_after: float, kind: str = "new-certificate") -> None:
+        """A verified kubeconfig was just installed: run the hook (if any) in the background."""
+        global _pending_count
+        if not self.argv:
+            return
+        with _pending:
+            _pending_count += 1
+        with self._lock:
+            self._queue.put(_Install(kubeconfig, not_after, kind))
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name=f"hook-{self.cluster}", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        """Run the queued hooks, then end: an idle cluster keeps no thread (the unit's TasksMax counts them)."""
+        global _pending_count
+        while True:
+            with self._lock:
+                try:
+                    install = self._queue.get_nowait()
+                except queue.Empty:
+                    self._worker = None
+                    return
+            try:
+                self._run(install)
+            except Exception:  # a bug here must not stop later hooks (nor reach renewal)
+                log.exception("unexpected error running the post-install hook", extra={"cluster": self.cluster})
+            finally:
+                with _pending:
+                    _pending_count -= 1
+                    _pending.notify_all()
+
+    def _run(self, install: _Install) -> None:
+        outcome = run_hook(self.argv, cluster=self.cluster, kubeconfig=install.kubeconfig,
+                           not_after=install.not_after, kind=install.kind, timeout=self.timeout)  # fmt: skip
+        extra = {"cluster": self.cluster, "hook": self.argv[0], "result": outcome.result,
+                 "seconds": round(outcome.seconds, 3), "install": install.kind}  # fmt: skip
+        if outcome.result == "success":
+            log.info("post-install hook succeeded", extra=extra)
+        else:
+            log.warning("post-install hook %s: %s (the installed kubeconfig stays)", outcome.result,
+                        outcome.detail, extra=extra)  # fmt: skip
+        if self.observer is not None:
+            self.observer.install_hook(self.cluster, outcome.result)
+
+
+def wait_for_hooks(timeout: float) -> bool:
+    """Wait until no hook of this process is queued or running, at most ``timeout`` s; True when none is."""
+    deadline = time.monotonic() + timeout
+    with _pending:
+        while _pending_count > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            _pending.wait(left)
+        return True

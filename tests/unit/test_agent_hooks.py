@@ -1,0 +1,171 @@
+"""The post-install hook (lifeline_agent.hooks): real child processes, their arguments, environment, time bound
+and outcome; and its configuration, refused with named errors when hostile."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lifeline_agent.config import ClusterSettings, ConfigError, load_config
+from lifeline_agent.hooks import InstallHook, run_hook, wait_for_hooks
+from lifeline_agent.observability import Observer, configure_logging
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+NOT_AFTER = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o700)
+    return path
+
+
+def recorder(tmp_path: Path) -> tuple[Path, Path]:
+    """A hook that appends its arguments and LIFELINE_* environment, one JSON line per run."""
+    out = tmp_path / "runs.jsonl"
+    hook = script(tmp_path, "record.sh", f"""exec {sys.executable} -c '
+import json, os, sys
+env = {{k: v for k, v in os.environ.items() if k.startswith("LIFELINE_")}}
+open("{out}", "a").write(json.dumps({{"argv": sys.argv[1:], "env": env, "cwd": os.getcwd()}}) + "\\n")' "$@"
+""")
+    return hook, out
+
+
+def hook_counts(observer: Observer, cluster: str) -> dict[str, float]:
+    families = text_string_to_metric_families(generate_latest(observer.registry).decode())
+    return {s.labels["result"]: s.value for f in families if f.name == "lifeline_install_hooks"
+            for s in f.samples if s.name.endswith("_total") and s.labels["cluster"] == cluster}  # fmt: skip
+
+
+def test_the_hook_gets_cluster_path_and_expiry_as_arguments_and_environment(tmp_path: Path) -> None:
+    hook, out = recorder(tmp_path)
+    kubeconfig = tmp_path / "state" / "edge-1" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True)
+    outcome = run_hook((str(hook), "--to", "jump-1"), cluster="edge-1", kubeconfig=kubeconfig, not_after=NOT_AFTER,
+                       kind="new-certificate", timeout=10)  # fmt: skip
+    assert outcome.result == "success", outcome.detail
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert run["argv"] == ["--to", "jump-1", "edge-1", str(kubeconfig), "2027-01-15T08:00:00Z"]
+    assert run["env"] == {"LIFELINE_CLUSTER": "edge-1", "LIFELINE_KUBECONFIG": str(kubeconfig),
+                          "LIFELINE_NOT_AFTER": "2027-01-15T08:00:00Z", "LIFELINE_NOT_AFTER_EPOCH": "1800000000",
+                          "LIFELINE_INSTALL": "new-certificate"}  # fmt: skip
+    assert run["cwd"] == str(kubeconfig.parent)
+
+
+def test_installed_returns_at_once_and_runs_each_install_once_in_order(tmp_path: Path) -> None:
+    hook, out = recorder(tmp_path)
+    slow = script(tmp_path, "slow.sh", f'sleep 0.5\nexec "{hook}" "$@"\n')
+    observer = Observer()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(slow),)), observer)
+    started = time.monotonic()
+    for expiry in (NOT_AFTER, NOT_AFTER + 3600):
+        runner.installed(tmp_path / "kubeconfig", expiry)
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER + 3600, "new-server")
+    assert time.monotonic() - started < 0.2  # renewal never waits for the hook
+    assert wait_for_hooks(20)
+    runs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["argv"][-1], r["env"]["LIFELINE_INSTALL"]) for r in runs] == [
+        ("2027-01-15T08:00:00Z", "new-certificate"), ("2027-01-15T09:00:00Z", "new-certificate"),
+        ("2027-01-15T09:00:00Z", "new-server")]  # fmt: skip
+    assert hook_counts(observer, "edge-1") == {"success": 3.0}
+    deadline = time.monotonic() + 5
+    while runner._worker is not None:  # the worker ends once the queue is empty
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER)  # and a later install starts a new one
+    assert wait_for_hooks(20) and len(out.read_text().splitlines()) == 4
+
+
+def test_a_failing_hook_is_logged_with_its_redacted_stderr_and_counted(tmp_path: Path) -> None:
+    key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----"
+    failing = script(tmp_path, "fail.sh", f"echo 'scp: jump-1: connection refused' >&2\necho '{key}' >&2\nexit 3\n")
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        observer = Observer()
+        InstallHook(ClusterSettings("edge-1", post_install_hook=(str(failing),)), observer).installed(
+            tmp_path / "kubeconfig", NOT_AFTER)
+        assert wait_for_hooks(20)
+    finally:
+        logging.getLogger().handlers.clear()
+    (record,) = [json.loads(line) for line in stream.getvalue().splitlines() if "post-install hook" in line]
+    assert record["level"] == "WARNING" and record["result"] == "failure" and record["cluster"] == "edge-1"
+    assert "exit status 3" in record["message"] and "connection refused" in record["message"]
+    assert "MHcCAQEEIB" not in stream.getvalue()
+    assert hook_counts(observer, "edge-1") == {"failure": 1.0}
+
+
+def test_a_hanging_hook_is_killed_with_its_children_at_the_timeout(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    hanging = script(tmp_path, "hang.sh", f"sleep 300 &\necho $! > {marker}\nwait\n")
+    started = time.monotonic()
+    outcome = run_hook((str(hanging),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
+                       kind="new-certificate", timeout=0.5)  # fmt: skip
+    assert outcome.result == "timeout" and time.monotonic() - started < 5
+    child = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the hook's child outlived the kill"
+        time.sleep(0.05)
+
+
+def test_a_hook_that_cannot_start_is_a_failure(tmp_path: Path) -> None:
+    gone = tmp_path / "gone.sh"
+    outcome = run_hook((str(gone),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
+                       kind="new-certificate", timeout=5)  # fmt: skip
+    assert outcome.result == "failure" and "cannot start" in outcome.detail
+
+
+def test_no_hook_configured_runs_nothing(tmp_path: Path) -> None:
+    runner = InstallHook(ClusterSettings("edge-1"))
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER)
+    assert runner._worker is None and wait_for_hooks(0)
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+def load(tmp_path: Path, table: str) -> object:
+    path = tmp_path / "agent.toml"
+    path.write_text(f'clusters = ["edge-1"]\nhost_id = "h1"\n[cluster.edge-1]\n{table}\n')
+    return load_config(path)
+
+
+def test_a_hook_and_its_timeout_are_read_per_cluster(tmp_path: Path) -> None:
+    hook = script(tmp_path, "copy.sh", "exit 0\n")
+    config = load(tmp_path, f'post_install_hook = ["{hook}", "--to", "jump-1"]\npost_install_hook_timeout = "45s"')
+    settings = config.cluster("edge-1")  # type: ignore[attr-defined]
+    assert settings.post_install_hook == (str(hook), "--to", "jump-1")
+    assert settings.post_install_hook_timeout == 45.0
+    assert load(tmp_path, "").cluster("edge-1").post_install_hook == ()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('post_install_hook = ["copy.sh"]', "must be an absolute path"),
+    ('post_install_hook = ["/nonexistent/copy.sh"]', "is not an executable file"),
+    ('post_install_hook = "HOOK"', "expected list"),
+    ('post_install_hook = ["HOOK", 3]', "post_install_hook[1]"),
+    ('post_install_hook = ["HOOK", "a\\u0000b"]', "post_install_hook[1]"),
+    ("post_install_hook = [" + ", ".join(['"HOOK"'] * 40) + "]", "at most 32 items"),
+    ('post_install_hook = ["HOOK"]\npost_install_hook_timeout = "11m"', "post_install_hook_timeout: at most 600"),
+    ('post_install_hook = ["HOOK"]\npost_install_hook_timeout = "0s"', "post_install_hook_timeout"),
+    ('post_install_hook = ["NOEXEC"]', "is not an executable file"),
+    ('post_install_hook = ["WRITABLE"]', "refused"),
+])  # fmt: skip
+def test_hostile_hook_settings_are_refused_with_the_key_named(tmp_path: Path, table: str, message: str) -> None:
+    hook = script(tmp_path, "copy.sh", "exit 0\n")
+    noexec = tmp_path / "noexec.sh"
+    noexec.write_text("exit 0\n")
+    writable = script(tmp_path, "writable.sh", "exit 0\n")
+    writable.chmod(0o777)
+    table = table.replace("NOEXEC", str(noexec)).replace("WRITABLE", str(writable)).replace("HOOK", str(hook))
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, table)
+    assert "cluster.edge-1.post_install_hook" in str(error.value) and message in str(error.value)
