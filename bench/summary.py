@@ -192,8 +192,15 @@ def lab_speed_rows(result: dict[str, Any]) -> list[Row]:
     return summary_rows(result)
 
 
+def flap_heap_rows(result: dict[str, Any]) -> list[Row]:
+    from bench.flap_heap import summary_rows
+
+    return summary_rows(result)
+
+
 SECTIONS = (("renewal", renewal_rows), ("footprint", footprint_rows), ("fleet", fleet_rows), ("outage", outage_rows),
-            ("lambda_package", lambda_package_rows), ("lab_speed", lab_speed_rows))  # fmt: skip
+            ("lambda_package", lambda_package_rows), ("lab_speed", lab_speed_rows),
+            ("flap_heap", flap_heap_rows))  # fmt: skip
 
 
 def rows_of(name: str, result: dict[str, Any]) -> list[Row]:
@@ -207,6 +214,8 @@ def rows_of(name: str, result: dict[str, Any]) -> list[Row]:
         return lambda_package_rows(result)
     if name == "lab_speed":
         return lab_speed_rows(result)
+    if name == "flap_heap":
+        return flap_heap_rows(result)
     backend = str(result.get("control_plane_backend", "emulated"))
     rows = footprint_rows(result) if name == "footprint" else outage_rows(result)
     return [(figure, backend, value, details) for figure, value, details in rows]
