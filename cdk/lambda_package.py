@@ -143,13 +143,19 @@ def lambda_environment(function: DeployedFunction) -> dict[str, str]:
     }  # fmt: skip
 
 
+def runtime_path(code_directory: Path, layer_directories: tuple[Path, ...] | list[Path], runtime_sdk: Path,
+                 ) -> list[str]:
+    """``sys.path`` in front of the standard library as the runtime orders it: the code, each layer's
+    ``python/`` (/opt/python), then the runtime's own boto3."""
+    return [str(code_directory), *(str(d / "python") for d in layer_directories), str(runtime_sdk / "python")]
+
+
 def import_handlers(python: str, function: DeployedFunction, runtime_sdk: Path, *,
                     code_directory: Path | None = None, handlers: list[tuple[str, str]] | None = None,
                     absent: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """Import ``handlers`` (default: the function's) in one fresh clean interpreter. ``code_directory``
     replaces the function's code asset (a doctored copy); ``absent``: names that must not be importable."""
-    path = [str(code_directory or function.code_directory), *(str(d / "python") for d in function.layer_directories),
-            str(runtime_sdk / "python")]  # fmt: skip
+    path = runtime_path(code_directory or function.code_directory, function.layer_directories, runtime_sdk)
     request = {"path": path, "handlers": handlers or [(function.module, function.attribute)], "absent": list(absent)}
     with tempfile.TemporaryDirectory(prefix="lambda-import-") as cwd:  # nothing importable from the cwd either
         done = subprocess.run([python, "-I", "-S", "-B", "-c", _IMPORTER, json.dumps(request)], cwd=cwd,

@@ -245,10 +245,14 @@ def _follow_execution(lab: Any, arn: str, log: Progress, timeline: Timeline) -> 
 def _provision_offline_access(lab: Any, cluster: Any, log: Progress, timeline: Timeline) -> tuple[str, list[str]]:
     from lab.deploy import lab_deployment
 
-    timeline.phase("synth + deploy")
-    log("step 2: synthesizing the CDK app in-process and deploying its state machine and rules into the lab Region")
+    timeline.phase("cdk bootstrap + deploy")
+    log("step 2: deploying the Region side as a user does, with the pinned CDK CLI, into the lab Region")
     deployed = lab_deployment(lab, list(cluster.outpost_arns))
-    log(f"  state machine {deployed.state_machine_arn.rsplit(':', 1)[-1]}; rules {', '.join(deployed.rules.values())}")
+    for run in deployed.cli_runs:
+        log(f"  $ {run.shown}: done in {run.seconds:.1f} s")
+    log(f"  stack {deployed.stack_name}: state machine {deployed.state_machine_arn.rsplit(':', 1)[-1]}, "
+        f"{len(deployed.functions)} Lambda functions (deployed code + layer), "
+        f"rules {', '.join(deployed.rules.values())}; CLI output in {lab.state_dir / 'cdk'}")
 
     timeline.phase("CloudTrail event -> workflow")
     log(f"step 3: CloudTrail CreateCluster event for local cluster {cluster.name} -> EventBridge")

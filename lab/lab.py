@@ -27,6 +27,7 @@ from lifeline_agent.kubeconfig import ExecPlugin, atomic_write, build_kubeconfig
 
 from lab.link import ServiceLink
 from lab.region import REGION_NAME, ProvisionRequest, Region
+from lambdas.constants import ENV_TOKEN_STS_ENDPOINT_URL
 
 DEFAULT_OUTPOST_ARN = "arn:aws:outposts:us-west-2:123456789012:outpost/op-0abcdef1234567890"
 CLUSTER_ROLE_ARN = "arn:aws:iam::123456789012:role/lab-eks-cluster-role"
@@ -108,7 +109,8 @@ class Lab:
         self.min_expiration_seconds = min_expiration_seconds
         self.sts_timeout = sts_timeout
         self.region = Region(
-            provisioner=self._provision, deprovisioner=self._deprovision, activation_delay=activation_delay
+            provisioner=self._provision, deprovisioner=self._deprovision, activation_delay=activation_delay,
+            lambda_dir=self.state_dir / "lambda",
         )
         self.link = ServiceLink()
         self.outpost_region_url = ""
@@ -127,6 +129,9 @@ class Lab:
         try:
             port = self.link.add_route(REGION_ROUTE, self.region.host, self.region.port)
             self.outpost_region_url = f"http://127.0.0.1:{port}"
+            # The lab's control planes verify tokens with the Outpost-side STS address (the service link), so
+            # the functions sign tokens for it; in AWS both sides use the Region's STS endpoint.
+            self.region.set_lambda_environment(ENV_TOKEN_STS_ENDPOINT_URL, self.outpost_region_url)
             self.creator = self._make_user("lab-cluster-creator")
             self.agent_principal = self._make_user("lifeline-agent")
             self._started = True

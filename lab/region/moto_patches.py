@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import importlib
 import json
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl
 
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from werkzeug.wrappers import Response
+
+if TYPE_CHECKING:
+    from lab.region.lambda_sandbox import Sandboxes
 
 ACCOUNT_ID = "123456789012"
 LOCAL_PLATFORM_VERSION = "eks-local-outposts.1"
@@ -66,6 +66,7 @@ class RegionHooks:
     events: list[dict[str, Any]] = field(default_factory=list)
     delivered: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sandboxes: Sandboxes | None = None  # the Lambda runtime, set while the Region runs
 
 
 _hooks = RegionHooks()
@@ -86,9 +87,14 @@ def apply_all(hooks: RegionHooks) -> None:
         return
     patch_eks_local_clusters()
     patch_sts_presigned_get()
-    patch_lambda_in_process()
+    patch_lambda_deployed_code()
     patch_events_state_machine_targets()
     patch_events_recording()
+    patch_cloudformation_template_url()
+    patch_cloudformation_state_machine()
+    patch_cloudformation_kms_key_policy()
+    patch_cloudformation_function_properties()
+    register_cloudformation_models()
     setattr(werkzeug_app, _PATCHED_MARK, True)
 
 
@@ -420,154 +426,303 @@ def patch_sts_presigned_get() -> None:
 
 # --- Lambda ----------------------------------------------------------------------------------------
 
-# One invocation at a time, like one Lambda sandbox: the handlers' module-level state (powertools
-# Logger/Metrics...) is not meant to be shared by concurrent invocations.
-_lambda_lock = threading.RLock()
 
+def _function_code(fn: Any) -> Any:
+    from moto.awslambda.models import lambda_backends
 
-@dataclass
-class LambdaContext:
-    """The attributes of AWS's Lambda context object that the handlers use."""
+    from lab.region.lambda_sandbox import FunctionCode
 
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    timeout_seconds: float
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
-
-
-_invocation = threading.local()
-
-
-class _PerThreadEnviron(os._Environ[str]):
-    """``os.environ`` in which the thread running a Lambda invocation sees (and writes) only that
-    function's environment, and every other thread sees the process's, which invocations never touch."""
-
-    def _function_env(self) -> dict[str, str] | None:
-        return cast("dict[str, str] | None", getattr(_invocation, "environment", None))
-
-    def process_environment(self) -> dict[str, str]:
-        return {key: os._Environ.__getitem__(self, key) for key in list(os._Environ.__iter__(self))}
-
-    def __getitem__(self, key: str) -> str:
-        env = self._function_env()
-        return super().__getitem__(key) if env is None else env[key]
-
-    def __setitem__(self, key: str, value: str) -> None:
-        env = self._function_env()
-        if env is None:
-            super().__setitem__(key, value)
-            return
-        self.encodekey(key), self.encodevalue(value)  # the same TypeError as os.environ for non-str
-        env[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        env = self._function_env()
-        if env is None:
-            super().__delitem__(key)
-        else:
-            del env[key]
-
-    def __iter__(self) -> Iterator[str]:
-        env = self._function_env()
-        return super().__iter__() if env is None else iter(list(env))
-
-    def __len__(self) -> int:
-        env = self._function_env()
-        return super().__len__() if env is None else len(env)
-
-    def __repr__(self) -> str:
-        return f"environ({dict(self)!r})"
-
-    def copy(self) -> dict[str, str]:
-        return dict(self)
-
-
-def _per_thread_environ() -> _PerThreadEnviron:
-    # The class of the existing object is swapped (not the object replaced) so that every reference to it
-    # (`from os import environ`, os.getenv) sees the per-thread view.
-    if not isinstance(os.environ, _PerThreadEnviron):
-        os.environ.__class__ = _PerThreadEnviron
-    return cast(_PerThreadEnviron, os.environ)
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    # Lambda gives each function its own environment. Writing it into the process's os.environ (and
-    # deleting it again afterwards) raced with every other thread: moto's Step Functions interpreter
-    # threads create a boto3 client per Task, and botocore iterates os.environ for proxy settings, so a
-    # key deleted mid-iteration raised KeyError('AWS_LAMBDA_FUNCTION_NAME'). A Lambda Task then failed
-    # with error "Exception" (StateTaskLambda's name for a non-Lambda error) instead of the handler's
-    # named error, or PublishFailure failed and the failure event was lost. The function's environment
-    # now exists only for the invoking thread; threads the handler starts see the process's.
-    environ = _per_thread_environ()
-    previous = getattr(_invocation, "environment", None)
-    _invocation.environment = {**environ.process_environment(), **values}
-    try:
-        yield
-    finally:
-        _invocation.environment = previous
-
-
-def load_handler(handler: str) -> Callable[[Any, Any], Any]:
-    module_name, _, function_name = handler.rpartition(".")
-    if not module_name:
-        raise ImportError(f"handler {handler!r} is not module.function")
-    function = getattr(importlib.import_module(module_name), function_name)
-    if not callable(function):
-        raise ImportError(f"handler {handler!r} is not callable")
-    return function  # type: ignore[no-any-return]
-
-
-def run_handler_in_process(fn: Any, event: Any) -> tuple[str, bool, str]:
-    """Run a Lambda function's handler here; an exception becomes a Lambda function error payload."""
-    payload_event = json.loads(event) if isinstance(event, str | bytes) else event
-    env = {
-        "AWS_ENDPOINT_URL": _hooks.region_url,
-        "AWS_REGION": fn.region,
-        "AWS_DEFAULT_REGION": fn.region,
-        "AWS_ACCESS_KEY_ID": "lambda-role-access-key",
-        "AWS_SECRET_ACCESS_KEY": "lambda-role-secret-key",
-        "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
-    }
-    env.update({str(k): str(v) for k, v in (fn.environment_vars or {}).items()})
-    context = LambdaContext(
+    backend = lambda_backends[fn.account_id][fn.region]
+    layers = []
+    for layer in fn.layers:
+        version = backend.layers_versions_by_arn(layer["Arn"])
+        if version is None:
+            raise ValueError(f"{fn.function_name}: layer {layer['Arn']} does not exist")
+        layers.append(version.code_bytes)
+    return FunctionCode(
         function_name=fn.function_name,
-        memory_limit_in_mb=int(fn.memory_size),
-        invoked_function_arn=fn.function_arn,
-        aws_request_id=str(uuid.uuid4()),
+        function_arn=fn.function_arn,
+        handler=fn.handler,
+        runtime=fn.run_time,
+        architecture=(fn.architectures or ["x86_64"])[0],
+        memory_mb=int(fn.memory_size),
         timeout_seconds=float(fn.timeout),
-        log_group_name=f"/aws/lambda/{fn.function_name}",
+        environment=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
+        code=fn.code_bytes,
+        layers=tuple(layers),
     )
-    with _lambda_lock, _environment(env):
-        try:
-            result = load_handler(fn.handler)(payload_event, context)
-        except Exception as exc:
-            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-            return json.dumps(error), True, f"{type(exc).__name__}: {exc}"
-    return json.dumps(result, default=str), False, ""
 
 
-def patch_lambda_in_process() -> None:
-    # moto runs Lambda functions in Docker (none here). The project's handlers are importable Python in
-    # this process (package `lambdas`), so run them here; errors keep their name for Retry/Catch.
-    # Each invocation sees its function's environment on its own thread only (see _environment).
+def patch_lambda_deployed_code() -> None:
+    # moto runs Lambda functions in Docker (none here). The lab runs each function's deployed code (its zip
+    # and its layers' zips, as moto received them) in a sandbox interpreter of the runtime's Python with only
+    # those and the runtime's boto3 on its path (lab/region/lambda_sandbox.py); errors keep their name
+    # (errorType) for Retry/Catch, and a module missing from the package fails as Runtime.ImportModuleError.
     from moto.awslambda.models import LambdaFunction
 
-    _per_thread_environ()
-
-    def _invoke_lambda(self: Any, event: str | None = None) -> tuple[str, bool, str]:
-        return run_handler_in_process(self, event if event is not None else "{}")
+    def _invoke_lambda(self: Any, event: str | bytes | dict[str, Any] | None = None) -> tuple[str, bool, str]:
+        if _hooks.sandboxes is None:
+            raise RuntimeError("the lab Region has no Lambda sandboxes (not started)")
+        payload = json.loads(event) if isinstance(event, str | bytes) and event else (event or {})
+        return _hooks.sandboxes.invoke(_function_code(self), payload).as_moto()
 
     LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+
+
+# --- CloudFormation --------------------------------------------------------------------------------
+
+
+def _loopback_template_location(template_url: str) -> tuple[str, str] | None:
+    from urllib.parse import urlparse
+
+    parts = urlparse(template_url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    bucket, _, key = parts.path.lstrip("/").partition("/")
+    return bucket, key
+
+
+def patch_cloudformation_template_url() -> None:
+    # The CDK CLI, pointed at the lab with AWS_ENDPOINT_URL, hands CloudFormation a path-style TemplateURL
+    # ``http://127.0.0.1:PORT/<bucket>/<key>``; moto reads the bucket from the path only when the host is
+    # "localhost" and otherwise takes the first label of the host ("127") as the bucket.
+    import moto.cloudformation.responses as responses
+    import moto.cloudformation.utils as utils
+
+    original = utils.get_stack_from_s3_url
+
+    def get_stack_from_s3_url(template_url: str, account_id: str, partition: str) -> str:
+        location = _loopback_template_location(template_url)
+        if location is None:
+            return original(template_url, account_id, partition)
+        from moto.s3.models import s3_backends
+
+        key = s3_backends[account_id][partition].get_object(*location)
+        return key.value.decode("utf-8")  # type: ignore[union-attr]
+
+    utils.get_stack_from_s3_url = get_stack_from_s3_url
+    responses.get_stack_from_s3_url = get_stack_from_s3_url  # type: ignore[attr-defined]
+
+
+def _state_machine_configuration(properties: dict[str, Any]) -> dict[str, Any]:
+    logging_in = properties.get("LoggingConfiguration") or {}
+    settings: dict[str, Any] = {}
+    if logging_in:
+        settings["loggingConfiguration"] = {
+            "level": logging_in.get("Level", "OFF"),
+            "includeExecutionData": bool(logging_in.get("IncludeExecutionData", False)),
+            "destinations": [
+                {"cloudWatchLogsLogGroup": {"logGroupArn": d["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+                for d in logging_in.get("Destinations", [])
+            ],
+        }
+    if "TracingConfiguration" in properties:
+        settings["tracingConfiguration"] = {"enabled": bool(properties["TracingConfiguration"].get("Enabled"))}
+    return settings
+
+
+def patch_cloudformation_state_machine() -> None:
+    # moto's CloudFormation creates (and deletes) a state machine in the plain Step Functions backend, but
+    # with execute_state_machine on, StartExecution and EventBridge targets look in the executing (parser)
+    # backend, so executions of a deployed state machine failed with StateMachineDoesNotExist. It also drops
+    # the template's LoggingConfiguration and TracingConfiguration.
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend
+    from moto.utilities.tagging_service import TaggingService
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+               **kwargs: Any) -> Any:  # fmt: skip
+        properties = cloudformation_json["Properties"]
+        return get_backend(account_id, region_name).create_state_machine(
+            properties.get("StateMachineName", resource_name),
+            properties.get("DefinitionString", ""),
+            properties.get("RoleArn", ""),
+            tags=TaggingService.convert_dict_to_tags_input(
+                {t["Key"]: t["Value"] for t in properties.get("Tags", [])}
+            ),
+            sm_type=properties.get("StateMachineType"),
+            **_state_machine_configuration(properties),
+        )
+
+    def delete(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str) -> None:
+        get_backend(account_id, region_name).delete_state_machine(resource_name)
+
+    StateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    StateMachine.delete_from_cloudformation_json = classmethod(delete)  # type: ignore[method-assign,assignment]
+
+
+def patch_cloudformation_kms_key_policy() -> None:
+    # CloudFormation takes AWS::KMS::Key's KeyPolicy as a JSON object; moto stores that object where
+    # CreateKey stores the policy text, and every later call on the key (DescribeKey, Encrypt) failed with
+    # TypeError in moto's policy check. The object is serialized as CreateKey would receive it.
+    from moto.kms.models import Key
+
+    original = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+               **kwargs: Any) -> Any:  # fmt: skip
+        properties = dict(cloudformation_json["Properties"])
+        if not isinstance(properties.get("KeyPolicy"), str):
+            properties["KeyPolicy"] = json.dumps(properties.get("KeyPolicy") or {})
+        return original(cls, resource_name, {**cloudformation_json, "Properties": properties}, account_id,
+                        region_name, **kwargs)  # fmt: skip
+
+    Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+
+
+# Properties of AWS::Lambda::Function that moto's CreateFunction takes but its CloudFormation model drops.
+_FUNCTION_PROPERTIES_MOTO_DROPS = ("Layers", "Architectures", "TracingConfig", "KmsKeyArn", "EphemeralStorage",
+                                   "Tags")  # fmt: skip
+
+
+def patch_cloudformation_function_properties() -> None:
+    # moto's CloudFormation model of a Lambda function passes only Code, Handler, Role, Runtime and a few
+    # optional properties to CreateFunction: the functions lost their layer (so the deployed code could not
+    # import its dependencies), their architecture and tracing. The dropped ones are passed on.
+    from moto.awslambda.models import LambdaFunction, get_backend
+
+    original = LambdaFunction.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+               **kwargs: Any) -> Any:  # fmt: skip
+        function = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json["Properties"]
+        changed = {key: properties[key] for key in _FUNCTION_PROPERTIES_MOTO_DROPS if key in properties}
+        if "Layers" in changed:  # a Ref to a layer of the same stack resolves to moto's LayerVersion object
+            arns = [layer if isinstance(layer, str) else layer.arn for layer in changed["Layers"]]
+            function.layers = function._get_layers_data(arns)
+        if "Architectures" in changed:
+            function.architectures = list(changed["Architectures"])
+        if "TracingConfig" in changed:
+            function.tracing_config = changed["TracingConfig"]
+        if "KmsKeyArn" in changed:
+            function.kms_key_arn = changed["KmsKeyArn"]
+        if "EphemeralStorage" in changed:
+            function.ephemeral_storage = changed["EphemeralStorage"]["Size"]
+        if "Tags" in changed:
+            get_backend(account_id, region_name).tag_resource(
+                function.function_arn, {t["Key"]: t["Value"] for t in changed["Tags"]}
+            )
+        return function
+
+    LambdaFunction.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+
+
+def _alarm_arguments(name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat
+
+    queries = None
+    if properties.get("Metrics"):
+        queries = []
+        for query in properties["Metrics"]:
+            stat = query.get("MetricStat")
+            metric_stat = None
+            if stat:
+                metric = stat["Metric"]
+                dimensions = [Dimension(d["Name"], d["Value"]) for d in metric.get("Dimensions", [])]
+                metric_stat = MetricStat(Metric(metric["MetricName"], metric.get("Namespace"), dimensions),
+                                         stat.get("Period"), stat.get("Stat"), stat.get("Unit"))  # fmt: skip
+            queries.append(MetricDataQuery(query["Id"], query.get("Label"), query.get("Period"),
+                                           query.get("ReturnData"), query.get("Expression"), metric_stat))  # fmt: skip
+    return {
+        "name": name, "namespace": properties.get("Namespace"), "metric_name": properties.get("MetricName"),
+        "metric_data_queries": queries, "comparison_operator": properties["ComparisonOperator"],
+        "evaluation_periods": int(properties["EvaluationPeriods"]),
+        "datapoints_to_alarm": properties.get("DatapointsToAlarm"), "period": properties.get("Period"),
+        "threshold": properties.get("Threshold"), "statistic": properties.get("Statistic"),
+        "extended_statistic": properties.get("ExtendedStatistic"),
+        "description": properties.get("AlarmDescription"), "dimensions": properties.get("Dimensions", []),
+        "alarm_actions": properties.get("AlarmActions", []), "ok_actions": properties.get("OKActions", []),
+        "insufficient_data_actions": properties.get("InsufficientDataActions", []),
+        "unit": properties.get("Unit"), "actions_enabled": properties.get("ActionsEnabled", True),
+        "treat_missing_data": properties.get("TreatMissingData"),
+        "threshold_metric_id": properties.get("ThresholdMetricId"),
+    }  # fmt: skip
+
+
+def register_cloudformation_models() -> None:
+    # moto's CloudFormation has no model for AWS::CloudWatch::Alarm or AWS::SQS::QueuePolicy: it logs
+    # "No Moto CloudFormation support", marks the resource CREATE_COMPLETE and creates nothing, so the
+    # stack's alarms did not exist and its dead-letter queue had no policy. moto finds models as the
+    # direct subclasses of CloudFormationModel, in lru_caches that are cleared here.
+    from moto.cloudformation import parsing
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.common_models import CloudFormationModel
+    from moto.sqs.models import sqs_backends
+
+    class StackAlarm(CloudFormationModel):
+        def __init__(self, name: str, arn: str) -> None:
+            self.name, self.arn = name, arn
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "Arn"
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            return self.arn
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> StackAlarm:
+            properties = cloudformation_json["Properties"]
+            name = properties.get("AlarmName", resource_name)
+            alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(**_alarm_arguments(name, properties))
+            return cls(name, alarm.alarm_arn)
+
+        @classmethod
+        def delete_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        ) -> None:
+            cloudwatch_backends[account_id][region_name].delete_alarms([resource_name])
+
+    class StackQueuePolicy(CloudFormationModel):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SQS::QueuePolicy"
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> StackQueuePolicy:
+            properties = cloudformation_json["Properties"]
+            backend = sqs_backends[account_id][region_name]
+            policy = json.dumps(properties["PolicyDocument"])
+            for url in properties["Queues"]:
+                backend.set_queue_attributes(url.rstrip("/").rsplit("/", 1)[-1], {"Policy": policy})
+            return cls(resource_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        ) -> None:
+            return None
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
 
 
 # --- EventBridge -----------------------------------------------------------------------------------

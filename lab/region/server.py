@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 
 from lab.region import moto_patches
+from lab.region.lambda_sandbox import Sandboxes
 from lab.region.moto_patches import ACCOUNT_ID, Deprovisioner, Provisioner, RegionHooks
 
 REGION_NAME = "us-west-2"
@@ -37,11 +41,13 @@ class Region:
         deprovisioner: Deprovisioner | None = None,
         activation_delay: float = 0.0,
         host: str = "127.0.0.1",
+        lambda_dir: Path | None = None,
     ) -> None:
         self.hooks = RegionHooks(
             activation_delay=activation_delay, provisioner=provisioner, deprovisioner=deprovisioner
         )
         self.host = host
+        self.lambda_dir = lambda_dir  # the functions' unpacked code while running, and their logs (kept)
         self.port = 0
         self._server: ThreadedMotoServer | None = None
 
@@ -74,13 +80,29 @@ class Region:
             self.hooks.region_url = self.url
             # Step Functions' interpreter calls Lambda and other services at localhost:$MOTO_PORT.
             os.environ["MOTO_PORT"] = str(self.port)
+            lambda_dir = self.lambda_dir or Path(tempfile.mkdtemp(prefix="lab-lambda-"))
+            self.hooks.sandboxes = Sandboxes(lambda_dir, {
+                "AWS_ENDPOINT_URL": self.url, "AWS_REGION": REGION_NAME, "AWS_DEFAULT_REGION": REGION_NAME,
+                # The function's execution role's credentials, in AWS; moto accepts any.
+                "AWS_ACCESS_KEY_ID": "lambda-role-access-key", "AWS_SECRET_ACCESS_KEY": "lambda-role-secret-key",
+            })  # fmt: skip
         except BaseException:
             with _running_lock:
                 _running = None
             raise
 
+    def set_lambda_environment(self, name: str, value: str) -> None:
+        """A lab-only variable every Lambda function sees (not in the template a user deploys)."""
+        if self.hooks.sandboxes is None:
+            raise RegionError("the lab Region is not started")
+        self.hooks.sandboxes.extra_environment[name] = value
+
     def stop(self) -> None:
         global _running
+        sandboxes, self.hooks.sandboxes = self.hooks.sandboxes, None
+        if sandboxes is not None:
+            sandboxes.close()
+            shutil.rmtree(sandboxes.root if self.lambda_dir is None else sandboxes.root / "code", ignore_errors=True)
         if self._server is not None:
             self._reset_state()
             self._server.stop()

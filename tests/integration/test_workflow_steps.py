@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -213,7 +214,6 @@ def test_undo_removes_everything_a_bootstrap_created_and_only_that(lab: Any, uni
 def test_handlers_log_names_and_fingerprints_but_no_certificate_key_or_token(
     lab: Any, unique_name: str, kms_key_arn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from lab.region.moto_patches import LambdaContext
     from lambdas.check_cluster.handler import handler as check_handler
     from lambdas.store_secret.handler import handler as store_handler
 
@@ -222,9 +222,9 @@ def test_handlers_log_names_and_fingerprints_but_no_certificate_key_or_token(
                        "AWS_SECRET_ACCESS_KEY": lab.creator.secret_access_key,
                        constants.ENV_SECRET_KMS_KEY_ID: kms_key_arn}.items():
         monkeypatch.setenv(key, value)
-    context = LambdaContext(function_name="lifeline-test", memory_limit_in_mb=256,
-                            invoked_function_arn="arn:aws:lambda:us-west-2:123456789012:function:lifeline-test",
-                            aws_request_id="req-1", timeout_seconds=30)
+    context = SimpleNamespace(function_name="lifeline-test", memory_limit_in_mb=256, function_version="$LATEST",
+                              invoked_function_arn="arn:aws:lambda:us-west-2:123456789012:function:lifeline-test",
+                              aws_request_id="req-1", get_remaining_time_in_millis=lambda: 30_000)
     caplog.set_level(logging.INFO)
     checked = check_handler({"clusterName": unique_name, "deadline": "2099-01-01T00:00:00Z"}, context)
     assert checked["verdict"] == "READY"

@@ -1,5 +1,6 @@
-"""Step Functions runs Lambda handlers in-process (error names reach Catch), and EventBridge rules with
-state-machine targets start executions — on the lab's Region server, through boto3."""
+"""Step Functions runs Lambda functions from their deployed zip in a sandbox interpreter (error names reach
+Catch, a timeout kills the sandbox), and EventBridge rules with state-machine targets start executions — on the
+lab's Region server, through boto3."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ import pytest
 ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": []})
 
 
+# The deployed code of the test functions: run by the lab's Lambda runtime from this zip, in its own interpreter.
+HANDLERS = """
+import os
+import time
+
+
 class BootstrapRefused(Exception):
     pass
 
 
-def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Returns what the Lambda runtime would let it see."""
+def echo_handler(event, context):
     return {
         "event": event,
         "function_name": context.function_name,
@@ -30,17 +36,23 @@ def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "arn": context.invoked_function_arn,
         "env_flavour": os.environ.get("FLAVOUR"),
         "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
+        "pid": os.getpid(),
     }
 
 
-def failing_handler(event: dict[str, Any], context: Any) -> None:
+def failing_handler(event, context):
     raise BootstrapRefused(f"refused {event.get('cluster')}")
+
+
+def sleeping_handler(event, context):
+    time.sleep(30)
+"""
 
 
 def _zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("placeholder.py", "")
+        archive.writestr("handlers.py", HANDLERS)
     return buffer.getvalue()
 
 
@@ -52,16 +64,17 @@ def _role(lab: Any) -> str:
         return str(iam.create_role(RoleName="lab-test-lambda", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"])
 
 
-def _function(lab: Any, handler: str) -> str:
+def _function(lab: Any, handler: str, timeout: int = 30) -> str:
     name = f"fn-{uuid.uuid4().hex[:8]}"
     created = lab.client("lambda").create_function(
         FunctionName=name,
         Runtime="python3.11",
         Role=_role(lab),
-        Handler=f"{__name__}.{handler}",
+        Handler=f"handlers.{handler}",
         Code={"ZipFile": _zip()},
         Environment={"Variables": {"FLAVOUR": "lab"}},
         MemorySize=256,
+        Timeout=timeout,
     )
     return str(created["FunctionArn"])
 
@@ -102,7 +115,7 @@ def _invoke_definition(function_arn: str) -> dict[str, Any]:
     }
 
 
-def test_lambda_task_runs_the_handler_in_process(lab: Any) -> None:
+def test_lambda_task_runs_the_deployed_handler_in_its_own_interpreter(lab: Any) -> None:
     function_arn = _function(lab, "echo_handler")
     machine = _state_machine(lab, _invoke_definition(function_arn))
     started = lab.client("stepfunctions").start_execution(
@@ -116,7 +129,7 @@ def test_lambda_task_runs_the_handler_in_process(lab: Any) -> None:
     assert output["endpoint"] == lab.region_url
     assert output["memory"] == 256 and output["remaining_ms_positive"]
     assert output["arn"].startswith(function_arn)
-    assert os.environ.get("FLAVOUR") is None  # the function's environment is gone after the call
+    assert output["pid"] != os.getpid() and os.environ.get("FLAVOUR") is None  # its own process and environment
 
 
 def test_handler_exception_name_reaches_catch(lab: Any) -> None:
@@ -127,6 +140,13 @@ def test_handler_exception_name_reaches_catch(lab: Any) -> None:
     execution = _wait(lab, started["executionArn"])
     assert execution["status"] == "FAILED"
     assert execution["error"] == "Lifeline.BootstrapRefused"
+
+
+def test_a_function_past_its_timeout_is_killed_and_fails_as_timed_out(lab: Any) -> None:
+    answer = lab.client("lambda").invoke(FunctionName=_function(lab, "sleeping_handler", timeout=1), Payload=b"{}")
+    assert answer.get("FunctionError")
+    error = json.loads(answer["Payload"].read())
+    assert error["errorType"] == "Sandbox.Timedout" and "1.00 seconds" in error["errorMessage"]
 
 
 def _rule_to_machine(lab: Any, machine: str, source: str, **target: Any) -> str:

@@ -1,0 +1,136 @@
+"""What a user deploys is what the lab runs: the stack deployed with the pinned CDK CLI (``cdk bootstrap`` +
+``cdk deploy``, lab.deploy.lab_deployment) into the lab Region, checked against the template the CLI
+synthesized, and its Lambda functions running the code asset and layer CloudFormation received.
+
+The CloudTrail path end to end on this deployment is tests/integration/test_workflow_execution.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sysconfig
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.deploy import STACK_NAME, DeployedStack, lab_deployment
+from tests.integration.test_workflow_execution import cloudtrail_event, run
+
+pytestmark = pytest.mark.xdist_group("lifeline-workflow")  # the same worker (and deployment) as the workflow tests
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Any) -> DeployedStack:
+    return lab_deployment(lab)
+
+
+@pytest.fixture(scope="module")
+def template(lab: Any, deployed: DeployedStack) -> dict[str, Any]:
+    return dict(json.loads((lab.state_dir / "cdk" / "cdk.out" / f"{STACK_NAME}.template.json").read_text()))
+
+
+def _resources(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return {logical: r for logical, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def test_the_stack_was_made_by_cdk_bootstrap_and_cdk_deploy(lab: Any, deployed: DeployedStack,
+                                                            template: dict[str, Any]) -> None:  # fmt: skip
+    assert [run.command[1] for run in deployed.cli_runs] == ["bootstrap", "deploy"]
+    assert all(run.command[0].endswith("node_modules/.bin/cdk") for run in deployed.cli_runs)
+    statuses = {s["StackName"]: s["StackStatus"] for s in lab.client("cloudformation").describe_stacks()["Stacks"]}
+    assert statuses == {"CDKToolkit": "CREATE_COMPLETE", STACK_NAME: "CREATE_COMPLETE"}
+    created = {r["LogicalResourceId"] for r in lab.client("cloudformation").list_stack_resources(
+        StackName=STACK_NAME)["StackResourceSummaries"]}  # fmt: skip
+    assert set(template["Resources"]) - {"CDKMetadata"} <= created  # AWS::CDK::Metadata: moto has no model
+    assert len(deployed.functions) == 7 and len(deployed.rules) == 2
+
+
+def test_cloudformation_created_alarms_exist_with_the_templates_properties(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 2
+    names = [deployed.physical[logical] for logical in alarms]
+    found = {a["AlarmName"]: a for a in lab.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    assert set(found) == set(names)
+    for logical, resource in alarms.items():
+        wanted, alarm = resource["Properties"], found[deployed.physical[logical]]
+        for key in ("AlarmDescription", "ComparisonOperator", "EvaluationPeriods", "TreatMissingData"):
+            assert alarm[key] == wanted[key], key
+        assert float(alarm["Threshold"]) == float(wanted["Threshold"])
+        if "Metrics" in wanted:
+            assert [m["Id"] for m in alarm["Metrics"]] == [m["Id"] for m in wanted["Metrics"]]
+            expressions = {m["Id"]: m.get("Expression") for m in alarm["Metrics"]}
+            assert expressions["expr_1"] == "failed + timedOut"
+            stats = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
+            dimensions = [d for metric in stats for d in metric["Dimensions"]]
+            assert dimensions and all(d == {"Name": "StateMachineArn", "Value": deployed.state_machine_arn}
+                                      for d in dimensions)  # fmt: skip
+        else:
+            assert alarm["MetricName"] == wanted["MetricName"] and alarm["Namespace"] == wanted["Namespace"]
+            queue = deployed.dead_letter_queue_url.rsplit("/", 1)[-1]
+            assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue}]
+
+
+def test_the_queue_policy_and_the_state_machines_logging_and_tracing_are_applied(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    attributes = lab.client("sqs").get_queue_attributes(QueueUrl=deployed.dead_letter_queue_url,
+                                                        AttributeNames=["Policy"])["Attributes"]  # fmt: skip
+    statements = json.loads(attributes["Policy"])["Statement"]
+    assert {s["Effect"] for s in statements} == {"Allow", "Deny"}
+    assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} for s in statements)
+    machine = lab.client("stepfunctions").describe_state_machine(stateMachineArn=deployed.state_machine_arn)
+    (wanted,) = [r["Properties"] for r in _resources(template, "AWS::StepFunctions::StateMachine").values()]
+    assert machine["loggingConfiguration"]["level"] == wanted["LoggingConfiguration"]["Level"]
+    assert machine["loggingConfiguration"]["destinations"][0]["cloudWatchLogsLogGroup"]["logGroupArn"]
+    assert machine["tracingConfiguration"] == {"enabled": wanted["TracingConfiguration"]["Enabled"]}
+
+
+def test_functions_run_the_deployed_asset_and_layer_in_a_clean_interpreter(lab: Any, deployed: DeployedStack) -> None:
+    function = lab.client("lambda").get_function(FunctionName=deployed.function_named("NormaliseRequest"))
+    assert len(function["Configuration"]["Layers"]) == 1
+    answer = lab.client("lambda").invoke(FunctionName=function["Configuration"]["FunctionName"],
+                                         Payload=json.dumps({"not": "an event"}).encode())  # fmt: skip
+    assert answer.get("FunctionError"), answer
+    assert json.loads(answer["Payload"].read())["errorType"] == "InvalidRequest"
+    running = lab.region.hooks.sandboxes.running()
+    (pid, _, path), *_ = [r for r in running if r[1] == function["Configuration"]["FunctionName"]]
+    root = lab.region.hooks.sandboxes.root
+    assert len(path) == 3 and all(Path(p).is_relative_to(root) or "runtime-sdk" in p for p in path), path
+    assert Path(path[1]).name == "python" and "runtime-sdk" in path[2]
+    environment = dict(line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_text().split("\0") if line)
+    assert not {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"} & set(environment)
+    assert environment["LAMBDA_TASK_ROOT"] == path[0]
+    assert "-I" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    assert not any(p.startswith(sysconfig.get_paths()["purelib"]) for p in path)  # not the dev virtualenv
+
+
+def test_a_module_missing_from_the_asset_fails_the_workflow_with_the_import_error(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any], unique_name: str
+) -> None:
+    name = deployed.function_named("NormaliseRequest")
+    (logical,) = [k for k, v in deployed.functions.items() if v == name]
+    code = template["Resources"][logical]["Properties"]["Code"]
+    asset = lab.client("s3").get_object(Bucket=code["S3Bucket"], Key=code["S3Key"])["Body"].read()
+    doctored = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(asset)) as original, zipfile.ZipFile(doctored, "w") as copy:
+        members = original.namelist()
+        assert "lambdas/normalise_request/logic.py" in members
+        for member in members:
+            if member != "lambdas/normalise_request/logic.py":
+                copy.writestr(member, original.read(member))
+    functions = lab.client("lambda")
+    functions.update_function_code(FunctionName=name, ZipFile=doctored.getvalue())
+    try:
+        result = run(lab, deployed, cloudtrail_event(unique_name))
+    finally:
+        functions.update_function_code(FunctionName=name, ZipFile=asset)
+    assert result["status"] == "FAILED"
+    assert "Runtime.ImportModuleError" in result.get("cause", "") + result.get("error", "")
+    assert "No module named 'lambdas.normalise_request.logic'" in result.get("cause", "")
+    restored = run(lab, deployed, cloudtrail_event(unique_name))
+    assert "Runtime.ImportModuleError" not in restored.get("cause", "") + restored.get("error", "")
