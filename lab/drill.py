@@ -11,6 +11,7 @@ the demo keeps it down to show the agent renewing offline.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import subprocess
@@ -212,9 +213,21 @@ def run_drill(
         cut_at = time.time()
         cut()
         log("service link is DOWN; kubectl again for every case (a server that never answers takes 10-50 s)")
+        time.sleep(seconds_until_fresh_tokens(max(call.ended for call in before.values()), time.time()))
         after = _run_phase(cases, "after", log, on_call, kubectl, cache)
     rows = [DrillRow(case, before[case.key], after[case.key]) for case in cases]
     return DrillReport(rows=rows, cut_at=cut_at)
+
+
+def seconds_until_fresh_tokens(last_token_made_at: float, now: float) -> float:
+    """How long to wait so that tokens made from now on differ from one made at ``last_token_made_at``.
+
+    kube-apiserver caches every successful token authentication for 10 s, keyed by the token
+    (``TokenSuccessCacheTTL``, no flag), and an EKS token is a URL presigned to the second
+    (``X-Amz-Date``): a kubectl call made in the same second as one before the cut would present the
+    same token and be let in from that cache without asking STS. The next whole second avoids it.
+    """
+    return max(0.0, math.floor(last_token_made_at) + 1 - now)
 
 
 def _run_phase(

@@ -26,6 +26,7 @@ from lab.drill import (
     command_action,
     render_table,
     run_drill,
+    seconds_until_fresh_tokens,
 )
 from lab.timeline import Timeline, _link_spans
 
@@ -228,3 +229,15 @@ def test_a_kubectl_that_is_not_there_is_a_named_error_before_the_cut(tmp_path: P
     assert cuts == []
     with pytest.raises(DrillError, match="cannot run"):
         drill.run_kubectl("one", "after", kubeconfig, kubectl=tmp_path / "kubectl")
+
+
+@pytest.mark.parametrize(("made_at", "now", "wait"), [
+    (100.2, 100.5, 0.5),   # same second: wait for the next one
+    (100.9, 100.95, 0.05),
+    (100.2, 101.0, 0.0),   # already a new second
+    (100.2, 103.7, 0.0),
+])  # fmt: skip
+def test_the_calls_after_the_cut_wait_for_a_second_no_token_before_it_was_signed_in(
+    made_at: float, now: float, wait: float
+) -> None:
+    assert seconds_until_fresh_tokens(made_at, now) == pytest.approx(wait)
