@@ -11,18 +11,17 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from lab.admin_client import LabNotRunning, admin_request
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO / ".lab"
@@ -30,10 +29,6 @@ LOCAL_CLUSTER = "lab-local"
 EXTENDED_CLUSTER = "lab-extended"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
-
-
-class LabNotRunning(RuntimeError):
-    """No lab answers at the admin URL recorded in the state directory."""
 
 
 # --- the admin API (served by `up`) -------------------------------------------------------------------
@@ -113,35 +108,6 @@ class AdminServer:
 
 
 # --- state directory ------------------------------------------------------------------------------------
-
-
-def read_env_file(state_dir: Path) -> dict[str, str]:
-    path = state_dir / "env"
-    if not path.exists():
-        return {}
-    values = {}
-    for line in path.read_text().splitlines():
-        parts = shlex.split(line)
-        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
-            key, _, value = parts[1].partition("=")
-            values[key] = value
-    return values
-
-
-def admin_request(state_dir: Path, method: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
-    url = read_env_file(state_dir).get("LAB_ADMIN_URL")
-    if not url:
-        raise LabNotRunning(f"no running lab in {state_dir} (no LAB_ADMIN_URL in {state_dir / 'env'})")
-    if not url.startswith("http://127.0.0.1:"):
-        raise LabNotRunning(f"LAB_ADMIN_URL {url!r} is not a loopback http URL")
-    request = urllib.request.Request(  # noqa: S310 - checked above: loopback http only
-        f"{url}{path}", method=method, data=b"" if method == "POST" else None
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback admin API
-            return json.loads(response.read())  # type: ignore[no-any-return]
-    except (urllib.error.URLError, OSError) as exc:
-        raise LabNotRunning(f"no lab answers at {url}: {exc}") from exc
 
 
 def _pid_alive(pid: int) -> bool:

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.admin_client import LabNotRunning, admin_request, read_env_file
+
 TLS_HANDSHAKE_TIMEOUT = "Unable to connect to the server: net/http: TLS handshake timeout"
 UNAUTHORIZED = "error: You must be logged in to the server (Unauthorized)"
 WORKS = "works"  # the expectation "the kubernetes service is listed"
@@ -314,8 +316,6 @@ def add_arguments(parser: Any) -> None:
 
 
 def lab_link_action(state_dir: Path, state: str) -> Callable[[], None]:
-    from lab.cli import LabNotRunning, admin_request
-
     def action() -> None:
         try:
             admin_request(state_dir, "POST", f"/link/{state}")
@@ -326,8 +326,6 @@ def lab_link_action(state_dir: Path, state: str) -> Callable[[], None]:
 
 
 def _cases_and_actions(args: Any) -> tuple[list[DrillCase], Callable[[], None], Callable[[], None]]:
-    from lab.cli import read_env_file
-
     chosen = _parse_kubeconfig_options(args.kubeconfig)
     lab_env = read_env_file(args.state_dir)
     missing = [key for key in CASE_KEYS if key not in chosen and LAB_ENV_KUBECONFIGS[key] not in lab_env]
