@@ -58,6 +58,10 @@ class ServerError(KubeError):
     """5xx: the API server failed; worth retrying later."""
 
 
+class TooManyRequests(ServerError):
+    """429: the API server sheds load (API priority and fairness); worth retrying later, like a 5xx."""
+
+
 class NotFound(KubeError):
     """404: the resource (or the API) is not served."""
 
@@ -240,6 +244,8 @@ class KubeSession:
             raise NotFound(f"{where}: 404 Not Found: {_status_message(payload)}")
         if status == 409:
             raise Conflict(f"{where}: 409 Conflict: {_status_message(payload)}")
+        if status == 429:
+            raise TooManyRequests(f"{where}: 429 Too Many Requests: {_status_message(payload)}")
         if status >= 500:
             raise ServerError(f"{where}: HTTP {status}: {_status_message(payload)}")
         if status >= 400:

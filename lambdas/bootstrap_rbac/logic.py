@@ -63,8 +63,7 @@ def _api_failure(exc: Exception, cluster: ClusterView) -> Exception:
         )
     if isinstance(exc, kube.Unreachable):
         return ClusterUnreachable(f"cluster {cluster.name}: {cluster.endpoint} unreachable: {exc}")
-    # kube maps 429 (API priority and fairness shedding load) to a plain KubeError: retry it like a 5xx.
-    if isinstance(exc, kube.ServerError) or (isinstance(exc, kube.KubeError) and ": HTTP 429:" in str(exc)):
+    if isinstance(exc, kube.ServerError):  # 5xx, and 429 (kube.TooManyRequests): the server sheds load
         return ClusterUnreachable(f"cluster {cluster.name}: the API server is overloaded or failing: {exc}")
     if isinstance(exc, kube.KubeError):
         return RbacBootstrapFailed(f"cluster {cluster.name}: API server refused an object: {exc}")

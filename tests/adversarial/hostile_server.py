@@ -17,6 +17,7 @@ Modes (``server.mode`` may be changed while it runs):
 - ``huge-body``: every answer is a 300 MB JSON body, generated while it is sent, never held in memory
   (with a Content-Length, or with ``huge_body_length=False`` none: it ends when the connection closes).
 - ``unauthorized``: 401 on everything (requests are still recorded).
+- ``throttled``: 429 on everything, as API priority and fairness answers when it sheds load.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lab.pki import ClusterCA, parse_csr
 
 MODES = ("honest", "expired", "not-yet-valid", "ca-true", "short-20s", "wrong-key", "extra-group", "garbage",
-         "slow-drip", "huge-body", "unauthorized")  # fmt: skip
+         "slow-drip", "huge-body", "unauthorized", "throttled")  # fmt: skip
 EXTRA_GROUP = "system:masters"
 HUGE_BODY_BYTES = 300 * 1024 * 1024
 DNS_NAME = "hostile.lifeline.test"
@@ -224,6 +225,8 @@ class HostileApiServer:
         """The (status, JSON) an API server would give, before ``slow-drip``/``huge-body`` change the delivery."""
         if request.mode == "unauthorized":
             return 401, _status(401, "Unauthorized", "Unauthorized")
+        if request.mode == "throttled":
+            return 429, _status(429, "TooManyRequests", "Too many requests, please try again later.")
         user = self._user_of(request)
         if user is None:
             return 401, _status(401, "Unauthorized", "Unauthorized")

@@ -5,10 +5,12 @@ whole-request deadline with :class:`kube.Timeout`; a 300 MB answer (with a Conte
 delimited by the end of the connection) fails with :class:`kube.BodyTooLarge` and the process's peak
 memory barely moves. Against the lab, a control plane that starts dripping its answers leaves the
 installed kubeconfig byte-identical and the cluster loop moves on to its next step, which recovers.
+A server shedding load (429) is :class:`kube.TooManyRequests`, which the RBAC bootstrap retries.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import ssl
@@ -25,6 +27,10 @@ from lifeline_agent import kube
 
 from lab.agentkit import agent_credentials, check_kubeconfig, kubectl, seeded_cluster, write_config
 from lab.pki import ClusterCA
+from lambdas.bootstrap_rbac.logic import bootstrap
+from lambdas.config import WorkflowConfig
+from lambdas.errors import ClusterUnreachable
+from lambdas.models import ClusterView
 from tests.adversarial.hostile_server import TOKEN_USER, HostileApiServer
 
 API_TIMEOUT = 2.0
@@ -319,3 +325,21 @@ def test_a_dripping_control_plane_keeps_the_kubeconfig_and_the_loop_moves_on(lab
         proxy.stop()
         control_plane.start_listener("127.0.0.1")
         control_plane.stop_listener("127.0.0.2")
+
+
+def test_a_server_shedding_load_is_too_many_requests_a_server_error(hostile: HostileApiServer) -> None:
+    hostile.mode = "throttled"
+    with session_to(hostile.url, hostile.ca_pem) as session, pytest.raises(kube.TooManyRequests, match="429"):
+        session.read_kubernetes_service()
+    assert issubclass(kube.TooManyRequests, kube.ServerError)  # the agent and the workflow retry it like a 5xx
+
+
+def test_the_rbac_bootstrap_against_a_server_shedding_load_fails_as_retryable(hostile: HostileApiServer) -> None:
+    hostile.mode = "throttled"
+    cluster = ClusterView(name="edge-1", arn="arn:aws:eks:us-west-2:123456789012:cluster/edge-1", status="ACTIVE",
+                          endpoint=hostile.url, certificateAuthorityData=base64.b64encode(hostile.ca_pem).decode(),
+                          version="1.31", platformVersion="eks-local-outposts.1", outpostArns=[],
+                          authenticationMode="CONFIG_MAP")  # fmt: skip
+    with pytest.raises(ClusterUnreachable, match="overloaded or failing: .*429 Too Many Requests"):
+        bootstrap(cluster, config=WorkflowConfig(), eks=None, token="hostile-test-token")
+    assert hostile.requests and {r.bearer_token for r in hostile.requests} == {"hostile-test-token"}
