@@ -7,10 +7,12 @@ The CloudTrail path end to end on this deployment is tests/integration/test_work
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sysconfig
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,15 @@ from lab.deploy import STACK_NAME, DeployedStack, lab_deployment
 from tests.integration.test_workflow_execution import cloudtrail_event, run
 
 pytestmark = pytest.mark.xdist_group("lifeline-workflow")  # the same worker (and deployment) as the workflow tests
+REPO = Path(__file__).resolve().parents[2]
+# Replaces NormaliseRequest's handler module in a copy of its asset: it reports where the sandbox imports from.
+PATH_PROBE = """
+import sys, sysconfig
+def handler(event, context):
+    paths = sysconfig.get_paths()
+    return {"path": sys.path, "noSite": sys.flags.no_site, "isolated": sys.flags.isolated,
+            "basePrefix": sys.base_prefix, "sitePackages": sorted({paths["purelib"], paths["platlib"]})}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +118,83 @@ def test_functions_run_the_deployed_asset_and_layer_in_a_clean_interpreter(lab: 
     assert environment["LAMBDA_TASK_ROOT"] == path[0]
     assert "-I" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
     assert not any(p.startswith(sysconfig.get_paths()["purelib"]) for p in path)  # not the dev virtualenv
+
+
+def _asset_of(lab: Any, deployed: DeployedStack, template: dict[str, Any], step: str) -> tuple[str, bytes]:
+    name = deployed.function_named(step)
+    (logical,) = [k for k, v in deployed.functions.items() if v == name]
+    code = template["Resources"][logical]["Properties"]["Code"]
+    return name, lab.client("s3").get_object(Bucket=code["S3Bucket"], Key=code["S3Key"])["Body"].read()
+
+
+def _rezipped(archive: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
+    """A copy of a zip in which ``change(member, content)`` gives each member's new content (None: left out)."""
+    copy = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as original, zipfile.ZipFile(copy, "w") as changed:
+        for member in original.namelist():
+            content = change(member, original.read(member))
+            if content is not None:
+                changed.writestr(member, content)
+    return copy.getvalue()
+
+
+@contextlib.contextmanager
+def _code_replaced(lab: Any, name: str, code: bytes, original: bytes) -> Iterator[None]:
+    functions = lab.client("lambda")
+    functions.update_function_code(FunctionName=name, ZipFile=code)
+    try:
+        yield
+    finally:
+        functions.update_function_code(FunctionName=name, ZipFile=original)
+
+
+def test_the_sandbox_imports_only_from_the_asset_its_layer_the_runtime_sdk_and_the_standard_library(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    name, asset = _asset_of(lab, deployed, template, "NormaliseRequest")
+    def to_probe(member: str, content: bytes) -> bytes | None:
+        if member.startswith("lambdas/normalise_request/__pycache__/handler."):
+            return None  # its byte code is compiled unchecked-hash (cdk/assets.py): it would win over the source
+        return PATH_PROBE.encode() if member == "lambdas/normalise_request/handler.py" else content
+
+    probe = _rezipped(asset, to_probe)
+    with _code_replaced(lab, name, probe, asset):
+        answer = lab.client("lambda").invoke(FunctionName=name, Payload=b"{}")
+        seen = json.loads(answer["Payload"].read())
+    assert not answer.get("FunctionError"), seen
+    assert (seen["noSite"], seen["isolated"]) == (1, 1)  # python -I -S: no site-packages, no PYTHON* variables
+    root = lab.region.hooks.sandboxes.root
+    ours = [p for p in seen["path"] if Path(p).is_relative_to(root) or "runtime-sdk" in p]
+    assert len(ours) == 3 and seen["path"][:3] == ours, seen["path"]  # code, the layer's python/, boto3: first
+    rest = [Path(p) for p in seen["path"][3:]]
+    assert rest and all(p.is_relative_to(seen["basePrefix"]) for p in rest), rest  # the interpreter's own stdlib
+    assert not any(p.is_relative_to(site) for p in rest for site in seen["sitePackages"]), rest
+    assert not any(p.is_relative_to(REPO) for p in rest), rest  # e.g. the worker's folder (python without -I)
+
+
+def test_a_module_missing_from_the_layer_fails_the_function_even_where_the_interpreter_has_it(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    name = deployed.function_named("NormaliseRequest")
+    functions = lab.client("lambda")
+    (layer,) = functions.get_function(FunctionName=name)["Configuration"]["Layers"]
+    (content,) = [r["Properties"]["Content"] for r in _resources(template, "AWS::Lambda::LayerVersion").values()]
+    original = lab.client("s3").get_object(Bucket=content["S3Bucket"], Key=content["S3Key"])["Body"].read()
+    assert any(m.startswith("python/pydantic_core/") for m in zipfile.ZipFile(io.BytesIO(original)).namelist())
+    without = _rezipped(original, lambda member, content: None
+                        if member.startswith("python/pydantic_core/") else content)  # fmt: skip
+    published = functions.publish_layer_version(LayerName=layer["Arn"].split(":")[6], Content={"ZipFile": without},
+                                                CompatibleRuntimes=["python3.11"])  # fmt: skip
+    functions.update_function_configuration(FunctionName=name, Layers=[published["LayerVersionArn"]])
+    try:
+        answer = functions.invoke(FunctionName=name, Payload=json.dumps({"not": "an event"}).encode())
+        error = json.loads(answer["Payload"].read())
+    finally:
+        functions.update_function_configuration(FunctionName=name, Layers=[layer["Arn"]])
+    assert answer.get("FunctionError"), error
+    assert error["errorType"] == "Runtime.ImportModuleError" and "pydantic_core" in error["errorMessage"], error
+    restored = functions.invoke(FunctionName=name, Payload=json.dumps({"not": "an event"}).encode())
+    assert json.loads(restored["Payload"].read())["errorType"] == "InvalidRequest"
 
 
 def test_a_module_missing_from_the_asset_fails_the_workflow_with_the_import_error(
