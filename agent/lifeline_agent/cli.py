@@ -38,15 +38,16 @@ Kubeconfigs are written to <state_dir>/<cluster>/kubeconfig (default state_dir /
 GRANT_DESCRIPTION = """Issues a personal kubeconfig for one person with the agent's current certificate, through the
 CSR API, so it works with the service link down: CN=lifeline-user:<name>, O=<[grant] group> (default
 lifeline:operators, bound by the Region workflow's ClusterRoleBinding lifeline-operators).
-The key is made here; the kubeconfig is proven against the API server (it must see that person),
-recorded in <state_dir>/<cluster>/grants.json and written 0600, owned by the invoking user (the one
-behind sudo). Needs write access to the cluster's state directory: run it as root (sudo) or as the
-agent's user."""
+The key is made here; the certificate must not outlive --ttl; the kubeconfig is proven against the API
+server (it must see that person), then written 0600 with the rights of the invoking user (the one behind
+sudo: only where that user may create a file, never over an existing one) and recorded in
+<state_dir>/<cluster>/grants.json. Needs write access to the cluster's state directory for that ledger:
+run it as root, e.g. through a sudoers rule for the operators' group (docs/agent-install.md)."""
 GRANT_EPILOG = f"""exit codes:
   {EXIT_OK}  the kubeconfig was issued, proven (the API server sees that person) and written
   {EXIT_FAILED}  it could not be issued or proven (the message says why); nothing was written
   {EXIT_USAGE}  bad command line: a name that is not a plain user name, a --ttl out of range, an --output that
-     exists, an unknown cluster
+     exists or that the invoking user may not create, an unknown cluster
   {EXIT_REVOKED}  the API server forbids the personal certificate: the lifeline-operators binding was deleted
 Revoking: `kubectl delete clusterrolebinding lifeline-operators` revokes every personal grant at once; the
 agent's own kubeconfig keeps working (it is bound by lifeline-breakglass)."""
@@ -342,6 +343,7 @@ def _grant(config: AgentConfig, args: argparse.Namespace) -> int:
     from lifeline_agent.kube import KubeError
     from lifeline_agent.ledger import LedgerError
     from lifeline_agent.observability import configure_logging
+    from lifeline_agent.requester import Requester
     from lifeline_agent.store import StoreError
 
     configure_logging(config.log_level, stream=sys.stderr)
@@ -351,8 +353,9 @@ def _grant(config: AgentConfig, args: argparse.Namespace) -> int:
         ttl = grant.parse_ttl(args.ttl, config.grant.max_ttl)
         _cluster_directory(config, args.cluster)
         output = Path(args.output) if args.output else grant.default_output(args.cluster, name)
-        issued = grant.issue(config, args.cluster, name, ttl, output, grant.Requester.of_this_process())
-    except (grant.InvalidUserName, grant.TtlOutOfRange, grant.OutputExists, grant.GroupRefused) as exc:
+        issued = grant.issue(config, args.cluster, name, ttl, output, Requester.of_this_process())
+    except (grant.InvalidUserName, grant.TtlOutOfRange, grant.OutputExists, grant.OutputNotWritable,
+            grant.GroupRefused) as exc:
         raise UsageError(f"grant: {type(exc).__name__}: {exc}") from None
     except grant.GrantRevoked as exc:
         print(f"lifeline-agent: grant: REVOKED: {exc}", file=sys.stderr)

@@ -3,19 +3,22 @@
 With the agent's installed (current) certificate, so it works while the service link is down: a key made
 here, a CSR for ``CN=lifeline-user:<name>, O=<operators' group>`` created and approved through the CSR API
 (signer ``kubernetes.io/kube-apiserver-client``, ``expirationSeconds`` = the TTL), the certificate admitted
-like the agent's own (:func:`lifeline_agent.admission.admit`), the new kubeconfig proven on its own (the
-server sees that person), recorded in the ledger, and only then written: 0600, owned by the invoking user
-(the one behind ``sudo``). The key is never logged, never in the ledger, never sent.
+like the agent's own (:func:`lifeline_agent.admission.admit`) and no longer-lived than asked, the new
+kubeconfig proven on its own (the server sees that person), then written with the requester's own rights
+(the user behind ``sudo``: :mod:`lifeline_agent.requester`), 0600, never over an existing file, and recorded
+in the ledger (the file is removed again if the ledger cannot be written). The key is never logged, never in
+the ledger, never sent.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import pwd
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,18 @@ from lifeline_agent.config import MIN_CERTIFICATE_LIFETIME, AgentConfig, parse_d
 from lifeline_agent.contract import AGENTS_GROUP, PERSONAL_USER_PREFIX
 from lifeline_agent.csr_cleanup import CsrCleanup
 from lifeline_agent.deadline import Wanted
-from lifeline_agent.keys import CSR_USAGES, generate_key, key_pem, make_csr, parse_certificate, utc
-from lifeline_agent.kubeconfig import atomic_write, build_kubeconfig, dump_kubeconfig
+from lifeline_agent.keys import (
+    CSR_USAGES,
+    IssuedCertificate,
+    generate_key,
+    key_pem,
+    make_csr,
+    parse_certificate,
+    utc,
+)
+from lifeline_agent.kubeconfig import build_kubeconfig, dump_kubeconfig, write_new_file
 from lifeline_agent.ledger import Grant, Ledger
+from lifeline_agent.requester import Requester, as_requester
 from lifeline_agent.store import ClusterStore
 from lifeline_agent.verify import Revoked, verify_kubeconfig
 
@@ -61,6 +73,14 @@ class GroupRefused(GrantError, ValueError):
 
 class OutputExists(GrantError, ValueError):
     """``--output`` names an existing file: a grant never replaces a file."""
+
+
+class OutputNotWritable(GrantError, ValueError):
+    """The requester (the user behind ``sudo``) may not create ``--output``: it is written with their rights."""
+
+
+class CertificateTooLong(GrantError):
+    """The signer issued a certificate that outlives the TTL asked for (it ignored ``expirationSeconds``)."""
 
 
 class NoAgentCertificate(GrantError):
@@ -100,31 +120,6 @@ def parse_ttl(value: str | None, maximum: int) -> int:
 
 
 @dataclass(frozen=True)
-class Requester:
-    """Who runs the command: the user behind ``sudo`` when root runs it for them."""
-
-    name: str
-    uid: int
-    gid: int
-
-    @classmethod
-    def of_this_process(cls, environ: dict[str, str] | None = None) -> Requester:
-        environ = dict(os.environ if environ is None else environ)
-        uid, gid = os.getuid(), os.getgid()
-        sudo_uid, sudo_gid = environ.get("SUDO_UID", ""), environ.get("SUDO_GID", "")
-        if uid == 0 and sudo_uid.isdigit() and sudo_gid.isdigit():
-            uid, gid = int(sudo_uid), int(sudo_gid)
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            name = f"uid-{uid}"
-        return cls(name=name, uid=uid, gid=gid)
-
-    def __str__(self) -> str:
-        return f"{self.name} (uid {self.uid})"
-
-
-@dataclass(frozen=True)
 class Issued:
     grant: Grant
     identity: kube.Identity
@@ -152,10 +147,7 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
     ledger = Ledger(store.directory, operators_group=config.operators_group)
     group = operators_group(config, store)
     output = output if output.is_absolute() else Path.cwd() / output
-    if output.exists() or output.is_symlink():
-        raise OutputExists(f"--output {output} exists: a grant never replaces a file; remove it or name another")
-    if not output.parent.is_dir():
-        raise OutputExists(f"--output {output}: the directory {output.parent} does not exist")
+    _as_requester(requester, output, lambda: _check_creatable(output))
     ledger.check_writable()
     installed = store.current()
     if installed is None:
@@ -170,8 +162,11 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
         cert_pem, csr_name = _request(config, cluster, target, credential, make_csr(key, user, group),
                                       ttl, f"for {user}, asked by {requester}")  # fmt: skip
         certificate = parse_certificate(cert_pem)
-        admit(certificate, key, Wanted(user, group, config.key_type, target.ca_pem), now=clock(),
-              clock_skew=config.timing.clock_skew, min_remaining=config.timing.min_remaining_lifetime)  # fmt: skip
+        now = clock()
+        admit(certificate, key, Wanted(user, group, config.key_type, target.ca_pem), now=now,
+              clock_skew=config.timing.clock_skew,
+              min_remaining=min(config.timing.min_remaining_lifetime, ttl / 2))  # fmt: skip
+        check_lifetime(certificate, now=now, ttl=ttl, clock_skew=config.timing.clock_skew)
         kubeconfig = build_kubeconfig(cluster_name=cluster, server=target.server, ca_pem=target.ca_pem,
                                       user_name=user, client_cert_pem=cert_pem, client_key_pem=key_pem(key),
                                       tls_server_name=target.tls_server_name)  # fmt: skip
@@ -185,16 +180,27 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
                       fingerprint_sha256=certificate.fingerprint.hex(), not_before=certificate.not_before,
                       not_after=certificate.not_after, issued_at=clock(), output=str(output), server=target.server,
                       csr=csr_name)  # fmt: skip
-        _write_owned(output, dump_kubeconfig(kubeconfig), requester)
+        data = dump_kubeconfig(kubeconfig)
+        _as_requester(requester, output, lambda: write_new_file(output, data, mode=0o600))
         try:
             ledger.record(grant)
         except BaseException:
-            output.unlink(missing_ok=True)
+            as_requester(requester, lambda: output.unlink(missing_ok=True))
             raise
     log.info("granted a personal kubeconfig", extra={
         "cluster": cluster, "for": user, "group": group, "requested_by": str(requester), "serial": grant.serial,
         "not_after": utc(grant.not_after), "path": str(output)})  # fmt: skip
     return Issued(grant=grant, identity=identity)
+
+
+def check_lifetime(certificate: IssuedCertificate, *, now: float, ttl: int, clock_skew: float) -> None:
+    """:class:`CertificateTooLong` when ``certificate`` outlives the ``ttl`` asked for at ``now``: a signer that
+    ignores ``spec.expirationSeconds`` (the CSR API allows it) would otherwise hand out a year-long personal
+    credential, which Kubernetes cannot revoke one by one."""
+    if certificate.not_after > now + ttl + clock_skew:
+        raise CertificateTooLong(f"the cluster's signer issued a certificate valid until {utc(certificate.not_after)}"
+                                 f", longer than the {ttl} s asked for: refused (does the signer ignore "
+                                 "spec.expirationSeconds?)")  # fmt: skip
 
 
 def _request(config: AgentConfig, cluster: str, target: kube.Target,
@@ -210,8 +216,21 @@ def _request(config: AgentConfig, cluster: str, target: kube.Target,
             CsrCleanup(cluster).after_use(session, name)
 
 
-def _write_owned(path: Path, data: bytes, requester: Requester) -> None:
-    """0600, then owned by the requester when root writes it for them (``sudo``)."""
-    atomic_write(path, data, mode=0o600)
-    if os.geteuid() == 0 and requester.uid != 0:
-        os.chown(path, requester.uid, requester.gid, follow_symlinks=False)
+def _check_creatable(output: Path) -> None:
+    """Run as the requester: :class:`OSError` unless they can create ``output`` (which must not exist)."""
+    if os.path.lexists(output):
+        raise FileExistsError(errno.EEXIST, "exists", str(output))
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot create files in that directory", str(output.parent))
+
+
+def _as_requester(requester: Requester, output: Path, action: Callable[[], None]) -> None:
+    try:
+        as_requester(requester, action)
+    except FileExistsError:
+        raise OutputExists(f"--output {output} exists: a grant never replaces a file; remove it or name "
+                           "another") from None  # fmt: skip
+    except OSError as exc:
+        where = exc.filename or output
+        raise OutputNotWritable(f"--output {output}: {requester} may not create it ({where}: "
+                                f"{exc.strerror or exc}); it is written with that user's rights") from None  # fmt: skip

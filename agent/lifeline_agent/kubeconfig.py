@@ -124,8 +124,37 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | Non
     whole file).
     """
     path = Path(path)
-    directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp_name = _written_temp_file(path, data, mode=mode, group=group, durable=durable)
+    try:
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    if durable:
+        _fsync_directory(path.parent)
+
+
+def write_new_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create ``path`` with ``data``, whole or not at all, never replacing anything that is there
+    (a file, a symlink, or one made a moment ago): :class:`FileExistsError` then.
+
+    Temp file in the same directory, fsync, hard link to ``path`` (which fails if the name exists), removal
+    of the temp name, fsync of the directory.
+    """
+    path = Path(path)
+    tmp_name = _written_temp_file(path, data, mode=mode, group=None, durable=True)
+    try:
+        os.link(tmp_name, path, follow_symlinks=False)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+    _fsync_directory(path.parent)
+
+
+def _written_temp_file(path: Path, data: bytes, *, mode: int, group: str | None, durable: bool) -> str:
+    """A temp file beside ``path`` holding ``data`` (``mode``, ``group``); removed again if anything fails."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         if group is not None:
@@ -136,15 +165,16 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | Non
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
     except BaseException:
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    if not durable:
-        return
+    return tmp_name
+
+
+def _fsync_directory(directory: Path) -> None:
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +146,73 @@ def test_an_existing_output_file_is_never_replaced(lab, seeded_cluster, agent_co
     result = run_agent(lab, agent_config, "grant", seeded_cluster, "--user", "alice", "--output", str(output))
     assert result.returncode == 2 and "OutputExists" in result.stderr, result.stderr
     assert output.read_text() == "someone's kubeconfig\n"
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory other users can reach (pytest's own tmp_path is 0700 to root)."""
+    if os.geteuid() != 0:
+        pytest.skip("acting for the user behind sudo needs root")
+    directory = Path(tempfile.mkdtemp(prefix="lifeline-grant-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_behind_sudo_the_kubeconfig_is_created_with_that_users_rights_only(
+        lab, seeded_cluster, agent_config, shared_tmp, kubectl):  # fmt: skip
+    """Root running ``grant`` for a sudo user writes where *that user* may create files, nowhere else: a
+    directory root can write but the user cannot (/etc/profile.d, say) is refused before anything is issued."""
+    as_nobody = {**agentkit.agent_env(lab, sdk_endpoint=False), "SUDO_UID": str(NOBODY), "SUDO_GID": str(NOBODY)}
+    theirs = shared_tmp / "home"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY, NOBODY)
+    roots = shared_tmp / "profile.d"
+    roots.mkdir(mode=0o755)
+    ledger = agent_config.parent / "state" / seeded_cluster / "grants.json"
+
+    refused = agentkit.run_once(lab, agent_config, "grant", seeded_cluster, "--user", "alice", "--output",
+                                str(roots / "alice.sh"), timeout=120, env=as_nobody)  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "OutputNotWritable" in refused.stderr and "nobody (uid 65534)" in refused.stderr
+    assert list(roots.iterdir()) == [] and not ledger.exists()
+
+    output = theirs / "alice.kubeconfig"
+    result = agentkit.run_once(lab, agent_config, "grant", seeded_cluster, "--user", "alice", "--output",
+                               str(output), timeout=120, env=as_nobody)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = output.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (NOBODY, NOBODY, 0o600)
+    assert sorted(p.name for p in theirs.iterdir()) == ["alice.kubeconfig"]  # no temp file left
+    assert whoami(kubectl, output)["username"] == "lifeline-user:alice"
+    (record,) = json.loads(ledger.read_text())["grants"]
+    assert record["requested_by"] == "nobody (uid 65534)" and record["output"] == str(output)
+
+
+def test_a_symlink_planted_at_the_output_is_never_followed(lab, seeded_cluster, agent_config, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched\n")
+    output = tmp_path / "alice.kubeconfig"
+    output.symlink_to(target)
+    result = run_agent(lab, agent_config, "grant", seeded_cluster, "--user", "alice", "--output", str(output))
+    assert result.returncode == 2 and "OutputExists" in result.stderr, result.stderr
+    assert output.is_symlink() and target.read_text() == "untouched\n"
+
+
+def test_a_grant_shorter_than_the_agents_minimum_remaining_lifetime_is_still_issued(
+        lab, seeded_cluster, agent_config, tmp_path):  # fmt: skip
+    """timing.min_remaining_lifetime is for the agent's own certificate; a 15-minute grant asked for under a
+    2-hour minimum must not be signed and then thrown away (it is held to half its own lifetime instead)."""
+    text = agent_config.read_text()
+    assert "min_remaining_lifetime = 10\n" in text
+    agent_config.write_text(text.replace("min_remaining_lifetime = 10\n", 'min_remaining_lifetime = "2h"\n'))
+    output = tmp_path / "alice.kubeconfig"
+    result = run_agent(lab, agent_config, "grant", seeded_cluster, "--user", "alice", "--ttl", "15m",
+                       "--output", str(output))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output.is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -9,16 +10,23 @@ import threading
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lifeline_agent.config import ConfigError, parse_config
 from lifeline_agent.grant import (
+    CertificateTooLong,
     InvalidUserName,
-    Requester,
     ReservedUserName,
     TtlOutOfRange,
+    check_lifetime,
     parse_ttl,
     validate_user_name,
 )
+from lifeline_agent.keys import IssuedCertificate, parse_certificate
 from lifeline_agent.ledger import Grant, Ledger, LedgerError
+from lifeline_agent.requester import Requester
 
 
 @pytest.mark.parametrize("name", ["alice", "j.doe", "bob-2", "ops_user", "a", "x" * 64])
@@ -135,3 +143,23 @@ def test_bad_grant_settings_are_named(tmp_path: Path, grant: dict[str, object], 
                                       key: str) -> None:  # fmt: skip
     with pytest.raises(ConfigError, match=key):
         _config(tmp_path, grant, **top)
+
+
+def _certificate_valid_for(seconds: float, now: float) -> IssuedCertificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lifeline-user:alice")])
+    started = dt.datetime.fromtimestamp(now - 300, dt.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(started)
+                   .not_valid_after(dt.datetime.fromtimestamp(now + seconds, dt.UTC))
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                   .sign(key, hashes.SHA256()))  # fmt: skip
+    return parse_certificate(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def test_a_certificate_outliving_the_ttl_asked_for_is_refused() -> None:
+    now = 1_800_000_000.0
+    check_lifetime(_certificate_valid_for(1800, now), now=now, ttl=1800, clock_skew=60)
+    check_lifetime(_certificate_valid_for(1850, now), now=now, ttl=1800, clock_skew=60)  # within the skew
+    with pytest.raises(CertificateTooLong, match="longer than the 1800 s asked for"):
+        check_lifetime(_certificate_valid_for(365 * 86400, now), now=now, ttl=1800, clock_skew=60)

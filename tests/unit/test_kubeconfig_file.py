@@ -56,3 +56,32 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
         kubeconfig.atomic_write(target, b"new", group="no-such-group-lifeline")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["kubeconfig"]
+
+
+def test_write_new_file_creates_it_whole_and_private(tmp_path):
+    target = tmp_path / "alice.kubeconfig"
+    kubeconfig.write_new_file(target, b"new", mode=0o600)
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["alice.kubeconfig"]
+
+
+@pytest.mark.parametrize("planted", ["file", "symlink", "dangling symlink"])
+def test_write_new_file_never_replaces_nor_follows_what_is_there(tmp_path, planted):
+    target, elsewhere = tmp_path / "alice.kubeconfig", tmp_path / "elsewhere"
+    if planted == "file":
+        target.write_bytes(b"someone's")
+    else:
+        if planted == "symlink":
+            elsewhere.write_bytes(b"untouched")
+        target.symlink_to(elsewhere)
+    with pytest.raises(FileExistsError):
+        kubeconfig.write_new_file(target, b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["alice.kubeconfig"] + (["elsewhere"] if planted == "symlink" else []))
+    if planted == "file":
+        assert target.read_bytes() == b"someone's"
+    elif planted == "symlink":
+        assert elsewhere.read_bytes() == b"untouched"
+    else:
+        assert not elsewhere.exists()

@@ -1,0 +1,74 @@
+"""Work done in the requester's name (``lifeline-agent grant`` behind sudo) runs with their rights, not root's:
+real fork, setresuid and file-system checks by the kernel."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lifeline_agent.kubeconfig import write_new_file
+from lifeline_agent.requester import Requester, as_requester
+
+NOBODY = Requester(name="nobody", uid=65534, gid=65534, groups=(65534,))
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("acting as another user needs root")
+    directory = Path(tempfile.mkdtemp(prefix="lifeline-requester-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_root_acting_for_a_user_cannot_write_where_that_user_cannot(shared_tmp: Path) -> None:
+    roots = shared_tmp / "roots"
+    roots.mkdir(mode=0o755)
+    with pytest.raises(PermissionError) as raised:
+        as_requester(NOBODY, lambda: write_new_file(roots / "x.sh", b"id > /tmp/owned\n"))
+    assert raised.value.errno == errno.EACCES and list(roots.iterdir()) == []
+
+
+def test_root_acting_for_a_user_creates_the_file_as_that_user(shared_tmp: Path) -> None:
+    theirs = shared_tmp / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY.uid, NOBODY.gid)
+    as_requester(NOBODY, lambda: write_new_file(theirs / "k", b"data", mode=0o600))
+    info = (theirs / "k").stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (NOBODY.uid, NOBODY.gid, 0o600)
+    with pytest.raises(FileExistsError):  # errors of the child come back with their own type
+        as_requester(NOBODY, lambda: write_new_file(theirs / "k", b"again"))
+    assert (theirs / "k").read_bytes() == b"data"
+
+
+def test_a_failure_in_the_child_that_is_not_an_os_error_is_reported_not_swallowed(shared_tmp: Path) -> None:
+    def broken() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(OSError, match="ValueError: boom"):
+        as_requester(NOBODY, broken)
+
+
+def test_the_requesters_own_process_does_the_work_itself(tmp_path: Path) -> None:
+    me = Requester.of_this_process({})
+    assert me.is_this_process and me.groups == tuple(os.getgroups())
+    done: list[int] = []
+    as_requester(me, lambda: done.append(os.getpid()))
+    assert done == [os.getpid()]
+
+
+def test_the_user_behind_sudo_brings_their_supplementary_groups() -> None:
+    if os.getuid() != 0:
+        pytest.skip("SUDO_* are believed only when root runs the command")
+    behind = Requester.of_this_process({"SUDO_UID": "65534", "SUDO_GID": "65534"})
+    assert (behind.name, behind.uid, behind.gid) == ("nobody", 65534, 65534)
+    assert behind.groups == tuple(os.getgrouplist("nobody", 65534)) and not behind.is_this_process
