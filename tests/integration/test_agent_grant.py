@@ -99,6 +99,10 @@ def test_with_the_link_down_a_grant_works_as_that_person_until_the_operators_bin
     assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
     places = {"grant's output and logs": result.stdout + result.stderr, "ledger": ledger.read_text(),
               "Kubernetes objects": stored_objects(lab, seeded_cluster, kubectl)}  # fmt: skip
+    store = getattr(lab.control_plane(seeded_cluster), "store", None)
+    if store is not None:  # the emulated API server keeps every event, also of the grant's CSR, since deleted
+        places["API watch events"] = repr(list(store._events))
+        assert "lifeline-grant-" in places["API watch events"]
     for form in key_material_forms(credential.key_pem):
         for place, text in places.items():
             assert form not in text, f"private key material found in {place}"
