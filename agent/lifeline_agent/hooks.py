@@ -4,19 +4,25 @@ install of the cluster's kubeconfig, e.g. to copy it to the operators' jump host
 The hook gets the cluster name, the kubeconfig path and the certificate's notAfter (ISO 8601, UTC) as its last
 three arguments, and the same as ``LIFELINE_CLUSTER``, ``LIFELINE_KUBECONFIG``, ``LIFELINE_NOT_AFTER``
 (with ``LIFELINE_NOT_AFTER_EPOCH``) and ``LIFELINE_INSTALL`` (``new-certificate`` or ``new-server``: the same
-certificate, verified against another control-plane address) in its environment. It runs after the install,
-never before nor for a failed one, on a thread of its own: renewal neither waits for it nor looks at its
-outcome, so a hook cannot block or undo an install. Each cluster's hooks run one at a time, in install
-order; a hook still running after ``post_install_hook_timeout`` is killed (its whole process group). The
-outcome (``success``, ``failure``, ``timeout``) is logged, with the end of its stderr (redacted) when it
-failed, and counted in ``lifeline_install_hooks``.
+certificate, verified against another control-plane address) in its environment.
+
+It runs after the install, never before nor for a failed one, on a thread of its own: renewal neither waits
+for it nor looks at its outcome, so a hook cannot block or undo an install. Each cluster's hooks run one at a
+time, in install order. The outcome (``success``, ``failure``, ``timeout``) is the hook's own exit status: a
+process it leaves behind is not waited for, even one holding its stderr open (which is read only until the
+hook exits). A hook still running after ``post_install_hook_timeout`` is killed with its whole process group
+(SIGTERM, SIGKILL ``KILL_GRACE`` s later), so a hook's thread is busy at most about its timeout plus twice
+``KILL_GRACE``. The outcome is logged, with the end of its stderr (redacted) when it failed, and counted in
+``lifeline_install_hooks``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -30,7 +36,10 @@ from lifeline_agent.observability import Observer, redact
 log = logging.getLogger(__name__)
 
 STDERR_TAIL = 2000  # characters of a failed hook's stderr that go into the log
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout, and at most after SIGKILL
+POLL_INTERVAL = 0.05  # seconds between looks at whether the hook has exited, while its stderr is open
+_READ_SIZE = 1 << 16
+_LAST_READS = 16  # at most this many reads of stderr once the hook has exited (a child may still write)
 _pending = threading.Condition()
 _pending_count = 0
 
@@ -55,7 +64,7 @@ def _utc(timestamp: float) -> str:
 
 def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after: float, kind: str,
              timeout: float) -> HookOutcome:  # fmt: skip
-    """Run the hook once and wait for it, at most ``timeout`` seconds (then it is killed)."""
+    """Run the hook once and wait for it to exit, at most ``timeout`` seconds (then it is killed)."""
     environment = {**os.environ, "LIFELINE_CLUSTER": cluster, "LIFELINE_KUBECONFIG": str(kubeconfig),
                    "LIFELINE_NOT_AFTER": _utc(not_after), "LIFELINE_NOT_AFTER_EPOCH": str(int(not_after)),
                    "LIFELINE_INSTALL": kind}  # fmt: skip
@@ -66,32 +75,67 @@ def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after
                                    cwd=kubeconfig.parent, start_new_session=True, close_fds=True)  # fmt: skip
     except OSError as exc:
         return HookOutcome("failure", f"cannot start {argv[0]}: {exc.strerror or exc}", 0.0)
-    try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    assert process.stderr is not None
+    with process.stderr:
+        stderr = _StderrTail(process.stderr.fileno())
+        code = _wait(process, stderr, timeout)
+    if code is None:
         _kill(process)
         return HookOutcome("timeout", f"still running after {timeout:g} s: killed", time.monotonic() - started)
     elapsed = time.monotonic() - started
-    if process.returncode == 0:
+    if code == 0:
         return HookOutcome("success", "exit status 0", elapsed)
-    code = process.returncode
     status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-    tail = redact(stderr.decode("utf-8", "replace")[-STDERR_TAIL:]).strip()
+    tail = redact(stderr.data.decode("utf-8", "replace")[-STDERR_TAIL:]).strip()
     return HookOutcome("failure", f"{status}" + (f"; stderr: {tail}" if tail else ""), elapsed)
 
 
+class _StderrTail:
+    """The last bytes read from a pipe, one bounded read at a time, never blocking."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd, self.data, self.open = fd, b"", True
+
+    def read(self) -> bool:
+        """One read; False when nothing was there (or the pipe is closed)."""
+        try:
+            chunk = os.read(self.fd, _READ_SIZE)
+        except BlockingIOError:
+            return False
+        self.open = bool(chunk)
+        self.data = (self.data + chunk)[-4 * STDERR_TAIL :]
+        return self.open
+
+
+def _wait(process: subprocess.Popen[bytes], stderr: _StderrTail, timeout: float) -> int | None:
+    """The hook's exit status, or None when it is still running after ``timeout`` s; its stderr meanwhile."""
+    deadline = time.monotonic() + timeout
+    while (code := process.poll()) is None and (left := deadline - time.monotonic()) > 0:
+        if not stderr.open:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(left)
+        elif select.select([stderr.fd], [], [], min(left, POLL_INTERVAL))[0]:
+            stderr.read()
+    if code is not None:
+        for _ in range(_LAST_READS):  # what it wrote just before it exited
+            if not stderr.read():
+                break
+    return code
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.communicate(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    process.communicate()
+    """SIGTERM to the hook's process group, SIGKILL to what is left of it ``KILL_GRACE`` s later; bounded."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the hook itself: a zombie would keep its group alive
+            os.killpg(process.pid, 0)  # ProcessLookupError once the group is empty
+            time.sleep(POLL_INTERVAL)
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(KILL_GRACE)
 
 
 class InstallHook:
@@ -146,8 +190,11 @@ class InstallHook:
         else:
             log.warning("post-install hook %s: %s (the installed kubeconfig stays)", outcome.result,
                         outcome.detail, extra=extra)  # fmt: skip
+        self._count(outcome.result)
+
+    def _count(self, result: str) -> None:
         if self.observer is not None:
-            self.observer.install_hook(self.cluster, outcome.result)
+            self.observer.install_hook(self.cluster, result)
 
 
 def wait_for_hooks(timeout: float) -> bool:

@@ -3,16 +3,21 @@ and outcome; and its configuration, refused with named errors when hostile."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lifeline_agent.config import ClusterSettings, ConfigError, load_config
-from lifeline_agent.hooks import InstallHook, run_hook, wait_for_hooks
+from lifeline_agent.hooks import KILL_GRACE, InstallHook, _StderrTail, _wait, run_hook, wait_for_hooks
 from lifeline_agent.observability import Observer, configure_logging
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,14 +33,34 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
 
 
 def recorder(tmp_path: Path) -> tuple[Path, Path]:
-    """A hook that appends its arguments and LIFELINE_* environment, one JSON line per run."""
+    """A hook that appends its arguments, its LIFELINE_* environment and the names of all its environment
+    variables, one JSON line per run."""
     out = tmp_path / "runs.jsonl"
     hook = script(tmp_path, "record.sh", f"""exec {sys.executable} -c '
 import json, os, sys
 env = {{k: v for k, v in os.environ.items() if k.startswith("LIFELINE_")}}
-open("{out}", "a").write(json.dumps({{"argv": sys.argv[1:], "env": env, "cwd": os.getcwd()}}) + "\\n")' "$@"
+run = {{"argv": sys.argv[1:], "env": env, "names": sorted(os.environ), "cwd": os.getcwd()}}
+open("{out}", "a").write(json.dumps(run) + "\\n")' "$@"
 """)
     return hook, out
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def leftovers() -> Iterator[list[Path]]:
+    """Files the tests' hooks write the pids of their setsid children into: those are killed after the test."""
+    files: list[Path] = []
+    yield files
+    for pid in (int(line) for path in files if path.exists() for line in path.read_text().split()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def hook_counts(observer: Observer, cluster: str) -> dict[str, float]:
@@ -102,18 +127,69 @@ def test_a_failing_hook_is_logged_with_its_redacted_stderr_and_counted(tmp_path:
     assert hook_counts(observer, "edge-1") == {"failure": 1.0}
 
 
-def test_a_hanging_hook_is_killed_with_its_children_at_the_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prelude", ["", "trap '' TERM\n"], ids=["terminated", "ignores-sigterm"])
+def test_a_hanging_hook_is_killed_with_its_children_at_the_timeout(tmp_path: Path, prelude: str) -> None:
     marker = tmp_path / "child.pid"
-    hanging = script(tmp_path, "hang.sh", f"sleep 300 &\necho $! > {marker}\nwait\n")
+    hanging = script(tmp_path, "hang.sh", f"{prelude}sleep 300 &\necho $! > {marker}\nwait\n")
     started = time.monotonic()
     outcome = run_hook((str(hanging),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
-                       kind="new-certificate", timeout=0.5)  # fmt: skip
-    assert outcome.result == "timeout" and time.monotonic() - started < 5
+                       kind="new-certificate", timeout=2)  # fmt: skip
+    assert outcome.result == "timeout" and time.monotonic() - started < 2 + 2 * KILL_GRACE + 5  # its bound, slack
     child = int(marker.read_text())
     deadline = time.monotonic() + 5
-    while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+    while alive(child):
         assert time.monotonic() < deadline, "the hook's child outlived the kill"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("code", "result"), [(0, "success"), (4, "failure")])
+def test_a_hook_that_leaves_a_child_holding_its_stderr_is_done_when_it_exits(
+    tmp_path: Path, leftovers: list[Path], code: int, result: str
+) -> None:
+    children = tmp_path / "children"
+    leftovers.append(children)
+    hook = script(tmp_path, "daemonize.sh", f"setsid sleep 300 &\necho $! >> {children}\n"
+                                            f"echo 'started the sync daemon' >&2\nexit {code}\n")  # fmt: skip
+    outcome = run_hook((str(hook),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
+                       kind="new-certificate", timeout=60)  # fmt: skip
+    (child,) = [int(pid) for pid in children.read_text().split()]
+    assert alive(child)  # the outcome came while the child still held the hook's stderr
+    assert outcome.result == result, outcome.detail
+    if code:
+        assert outcome.detail == "exit status 4; stderr: started the sync daemon"
+
+
+def test_what_the_hook_wrote_just_before_it_exited_is_kept() -> None:
+    """The race the last reads are for: the hook had exited before any of its stderr was read."""
+    process = subprocess.Popen(["/bin/sh", "-c", "echo 'scp: lost connection' >&2; exit 1"], stderr=subprocess.PIPE)
+    process.wait()
+    assert process.stderr is not None
+    with process.stderr:
+        stderr = _StderrTail(process.stderr.fileno())
+        assert _wait(process, stderr, 5) == 1
+    assert stderr.data == b"scp: lost connection\n"
+
+
+def test_a_hook_that_leaves_a_child_and_hangs_is_killed_at_its_timeout_and_the_next_hook_runs(
+    tmp_path: Path, leftovers: list[Path]
+) -> None:
+    hook, out = recorder(tmp_path)
+    children = tmp_path / "children"
+    leftovers.append(children)
+    hangs_first = script(tmp_path, "hang.sh", f'if [ "$LIFELINE_INSTALL" = new-certificate ]; then\n'
+                                              f'  setsid sleep 300 &\n  echo $! >> {children}\n  sleep 300\nfi\n'
+                                              f'exec "{hook}" "$@"\n')  # fmt: skip
+    observer = Observer()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(hangs_first),),
+                                         post_install_hook_timeout=1), observer)  # fmt: skip
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER)
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER, "new-server")
+    assert wait_for_hooks(1 + 2 * KILL_GRACE + 10)  # its bound, and slack for a busy machine
+    assert hook_counts(observer, "edge-1") == {"timeout": 1.0, "success": 1.0}
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert run["env"]["LIFELINE_INSTALL"] == "new-server"
+    (child,) = [int(pid) for pid in children.read_text().split()]
+    assert alive(child)  # out of the hook's session: not killed, and not waited for either
 
 
 def test_a_hook_that_cannot_start_is_a_failure(tmp_path: Path) -> None:
