@@ -4,7 +4,9 @@ install of the cluster's kubeconfig, e.g. to copy it to the operators' jump host
 The hook gets the cluster name, the kubeconfig path and the certificate's notAfter (ISO 8601, UTC) as its last
 three arguments, and the same as ``LIFELINE_CLUSTER``, ``LIFELINE_KUBECONFIG``, ``LIFELINE_NOT_AFTER``
 (with ``LIFELINE_NOT_AFTER_EPOCH``) and ``LIFELINE_INSTALL`` (``new-certificate`` or ``new-server``: the same
-certificate, verified against another control-plane address) in its environment.
+certificate, verified against another control-plane address) in its environment. That environment is minimal:
+these, ``PATH``, ``LANG``, ``LC_*``, ``TZ`` and ``HOME`` (those four when the agent has them), nothing else of
+the agent's (no ``AWS_*`` credentials).
 
 It runs after the install, never before nor for a failed one, on a thread of its own: renewal neither waits
 for it nor looks at its outcome, so a hook cannot block or undo an install. Each cluster's hooks run one at a
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 STDERR_TAIL = 2000  # characters of a failed hook's stderr that go into the log
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout, and at most after SIGKILL
 POLL_INTERVAL = 0.05  # seconds between looks at whether the hook has exited, while its stderr is open
+_KEPT_ENVIRONMENT = ("LANG", "TZ", "HOME")  # with PATH and LC_*: all the hook gets of the agent's environment
 _READ_SIZE = 1 << 16
 _LAST_READS = 16  # at most this many reads of stderr once the hook has exited (a child may still write)
 _pending = threading.Condition()
@@ -62,12 +65,18 @@ def _utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def _environment(*, cluster: str, kubeconfig: Path, not_after: float, kind: str) -> dict[str, str]:
+    """The hook's whole environment: the install's ``LIFELINE_*`` and the locale, time zone, PATH and HOME."""
+    kept = {k: v for k, v in os.environ.items() if k in _KEPT_ENVIRONMENT or k.startswith("LC_")}
+    return {**kept, "PATH": os.environ.get("PATH", os.defpath), "LIFELINE_CLUSTER": cluster,
+            "LIFELINE_KUBECONFIG": str(kubeconfig), "LIFELINE_NOT_AFTER": _utc(not_after),
+            "LIFELINE_NOT_AFTER_EPOCH": str(int(not_after)), "LIFELINE_INSTALL": kind}  # fmt: skip
+
+
 def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after: float, kind: str,
              timeout: float) -> HookOutcome:  # fmt: skip
     """Run the hook once and wait for it to exit, at most ``timeout`` seconds (then it is killed)."""
-    environment = {**os.environ, "LIFELINE_CLUSTER": cluster, "LIFELINE_KUBECONFIG": str(kubeconfig),
-                   "LIFELINE_NOT_AFTER": _utc(not_after), "LIFELINE_NOT_AFTER_EPOCH": str(int(not_after)),
-                   "LIFELINE_INSTALL": kind}  # fmt: skip
+    environment = _environment(cluster=cluster, kubeconfig=kubeconfig, not_after=not_after, kind=kind)
     started = time.monotonic()
     try:
         process = subprocess.Popen([*argv, cluster, str(kubeconfig), _utc(not_after)], stdin=subprocess.DEVNULL,

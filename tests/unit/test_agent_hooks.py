@@ -142,6 +142,28 @@ def test_a_hanging_hook_is_killed_with_its_children_at_the_timeout(tmp_path: Pat
         time.sleep(0.05)
 
 
+def test_the_hook_gets_a_minimal_environment_without_the_agents_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("LC_")]:
+        monkeypatch.delenv(name)
+    agent_environment = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI",
+                         "AWS_SESSION_TOKEN": "token", "AWS_REGION": "us-west-2", "DATABASE_PASSWORD": "hunter2",
+                         "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "UTC", "HOME": str(tmp_path),
+                         "PATH": "/usr/bin:/bin"}  # fmt: skip
+    for name, value in agent_environment.items():
+        monkeypatch.setenv(name, value)
+    hook, out = recorder(tmp_path)
+    outcome = run_hook((str(hook),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
+                       kind="new-server", timeout=10)  # fmt: skip
+    assert outcome.result == "success", outcome.detail
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    lifeline = {"LIFELINE_CLUSTER", "LIFELINE_KUBECONFIG", "LIFELINE_NOT_AFTER", "LIFELINE_NOT_AFTER_EPOCH",
+                "LIFELINE_INSTALL"}  # fmt: skip
+    assert set(run["names"]) - {"PWD"} == {"PATH", "LANG", "LC_TIME", "TZ", "HOME"} | lifeline  # PWD: the shell's
+    assert run["env"]["LIFELINE_INSTALL"] == "new-server"
+
+
 @pytest.mark.parametrize(("code", "result"), [(0, "success"), (4, "failure")])
 def test_a_hook_that_leaves_a_child_holding_its_stderr_is_done_when_it_exits(
     tmp_path: Path, leftovers: list[Path], code: int, result: str
