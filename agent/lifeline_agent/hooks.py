@@ -158,17 +158,23 @@ class InstallHook:
         self._lock = threading.Lock()
 
     def installed(self, kubeconfig: Path, not_after: float, kind: str = "new-certificate") -> None:
-        """A verified kubeconfig was just installed: run the hook (if any) in the background."""
+        """A verified kubeconfig was just installed: run the hook (if any) in the background. Never raises."""
         global _pending_count
         if not self.argv:
             return
-        with _pending:
-            _pending_count += 1
-        with self._lock:
-            self._queue.put(_Install(kubeconfig, not_after, kind))
+        with self._lock:  # the worker takes from the queue, or ends, only under this lock
             if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name=f"hook-{self.cluster}", daemon=True)
-                self._worker.start()
+                worker = threading.Thread(target=self._work, name=f"hook-{self.cluster}", daemon=True)
+                try:
+                    worker.start()
+                except RuntimeError as exc:  # no thread to be had (the unit's TasksMax): this install gets no hook
+                    log.error("post-install hook not run: %s", exc, extra={"cluster": self.cluster})
+                    self._count("failure")
+                    return
+                self._worker = worker
+            with _pending:
+                _pending_count += 1
+            self._queue.put(_Install(kubeconfig, not_after, kind))
 
     def _work(self) -> None:
         """Run the queued hooks, then end: an idle cluster keeps no thread (the unit's TasksMax counts them)."""

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,6 +213,26 @@ def test_a_hook_that_leaves_a_child_and_hangs_is_killed_at_its_timeout_and_the_n
     assert run["env"]["LIFELINE_INSTALL"] == "new-server"
     (child,) = [int(pid) for pid in children.read_text().split()]
     assert alive(child)  # out of the hook's session: not killed, and not waited for either
+
+
+def test_an_install_whose_hook_thread_cannot_start_is_counted_and_the_next_install_runs_its_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook, out = recorder(tmp_path)
+    observer = Observer()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(hook),)), observer)
+
+    def refuse(_thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:  # what TasksMax does to the agent
+        patch.setattr(threading.Thread, "start", refuse)
+        runner.installed(tmp_path / "kubeconfig", NOT_AFTER)  # renewal gets no exception
+    assert wait_for_hooks(0) and hook_counts(observer, "edge-1") == {"failure": 1.0}
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER + 3600)
+    assert wait_for_hooks(20) and hook_counts(observer, "edge-1") == {"failure": 1.0, "success": 1.0}
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert run["argv"][-1] == "2027-01-15T09:00:00Z"
 
 
 def test_a_hook_that_cannot_start_is_a_failure(tmp_path: Path) -> None:
