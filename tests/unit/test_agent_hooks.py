@@ -85,17 +85,20 @@ def test_the_hook_gets_cluster_path_and_expiry_as_arguments_and_environment(tmp_
     assert run["cwd"] == str(kubeconfig.parent)
 
 
-def test_installed_returns_at_once_and_runs_each_install_once_in_order(tmp_path: Path) -> None:
+def test_installed_returns_before_the_hook_ends_and_runs_each_install_once_in_order(tmp_path: Path) -> None:
     hook, out = recorder(tmp_path)
-    slow = script(tmp_path, "slow.sh", f'sleep 0.5\nexec "{hook}" "$@"\n')
+    gate = tmp_path / "go"  # each run waits for it: installed() returning first shows it did not wait
+    gated = script(tmp_path, "gated.sh", f'i=0\nwhile [ ! -e {gate} ]; do\n  i=$((i+1)); [ $i -lt 400 ] || exit 9\n'
+                                         f'  sleep 0.05\ndone\nexec "{hook}" "$@"\n')  # fmt: skip
     observer = Observer()
-    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(slow),)), observer)
-    started = time.monotonic()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(gated),), post_install_hook_timeout=60),
+                         observer)  # fmt: skip
     for expiry in (NOT_AFTER, NOT_AFTER + 3600):
         runner.installed(tmp_path / "kubeconfig", expiry)
     runner.installed(tmp_path / "kubeconfig", NOT_AFTER + 3600, "new-server")
-    assert time.monotonic() - started < 0.2  # renewal never waits for the hook
-    assert wait_for_hooks(20)
+    assert not out.exists() and not wait_for_hooks(0)  # renewal never waits for the hook
+    gate.touch()
+    assert wait_for_hooks(60)
     runs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["argv"][-1], r["env"]["LIFELINE_INSTALL"]) for r in runs] == [
         ("2027-01-15T08:00:00Z", "new-certificate"), ("2027-01-15T09:00:00Z", "new-certificate"),
