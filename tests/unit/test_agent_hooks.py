@@ -24,6 +24,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 NOT_AFTER = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "agent" / "examples" / "copy-kubeconfig-to-jump-host"
 
 
 def script(tmp_path: Path, name: str, body: str) -> Path:
@@ -236,6 +238,24 @@ def test_an_install_whose_hook_thread_cannot_start_is_counted_and_the_next_insta
     assert wait_for_hooks(20) and hook_counts(observer, "edge-1") == {"failure": 1.0, "success": 1.0}
     (run,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert run["argv"][-1] == "2027-01-15T09:00:00Z"
+
+
+def test_the_documented_example_hook_copies_the_kubeconfig_privately(tmp_path: Path) -> None:
+    """agent/examples/copy-kubeconfig-to-jump-host with the real scp. A local directory stands in for the jump
+    host: given a destination without a host part, scp copies locally (its ssh options then go unused)."""
+    docs = (REPO / "docs" / "agent-install.md").read_text()
+    assert f"```sh\n{EXAMPLE.read_text()}```" in docs  # the script the docs show is this one
+    jump_host = tmp_path / "jump-host" / "srv" / "break-glass"
+    jump_host.mkdir(parents=True)
+    kubeconfig = tmp_path / "state" / "edge-1" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_bytes(b"apiVersion: v1\nkind: Config\n")
+    kubeconfig.chmod(0o600)
+    outcome = run_hook((str(EXAMPLE), f"{jump_host}/"), cluster="edge-1", kubeconfig=kubeconfig,
+                       not_after=NOT_AFTER, kind="new-certificate", timeout=30)  # fmt: skip
+    assert outcome.result == "success", outcome.detail
+    copy = jump_host / "edge-1.kubeconfig"
+    assert copy.read_bytes() == kubeconfig.read_bytes() and copy.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_hook_that_cannot_start_is_a_failure(tmp_path: Path) -> None:
