@@ -105,6 +105,11 @@ class _StderrTail:
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self.fd, self.data, self.open = fd, b"", True
+        self._poll = select.poll()  # not select.select: the agent's descriptors may go past FD_SETSIZE
+        self._poll.register(fd, select.POLLIN)
+
+    def readable(self, seconds: float) -> bool:
+        return bool(self._poll.poll(seconds * 1000))
 
     def read(self) -> bool:
         """One read; False when nothing was there (or the pipe is closed)."""
@@ -124,7 +129,7 @@ def _wait(process: subprocess.Popen[bytes], stderr: _StderrTail, timeout: float)
         if not stderr.open:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(left)
-        elif select.select([stderr.fd], [], [], min(left, POLL_INTERVAL))[0]:
+        elif stderr.readable(min(left, POLL_INTERVAL)):
             stderr.read()
     if code is not None:
         for _ in range(_LAST_READS):  # what it wrote just before it exited

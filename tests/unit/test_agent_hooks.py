@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -196,6 +197,24 @@ def test_what_the_hook_wrote_just_before_it_exited_is_kept() -> None:
         stderr = _StderrTail(process.stderr.fileno())
         assert _wait(process, stderr, 5) == 1
     assert stderr.data == b"scp: lost connection\n"
+
+
+def test_a_hook_runs_while_the_agent_has_more_than_1024_descriptors_open(tmp_path: Path) -> None:
+    """Its stderr pipe then gets a descriptor past select()'s FD_SETSIZE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        failing = script(tmp_path, "fail.sh", "sleep 0.3\necho 'jump-1: no route' >&2\nexit 2\n")
+        outcome = run_hook((str(failing),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig",
+                           not_after=NOT_AFTER, kind="new-certificate", timeout=10)  # fmt: skip
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert outcome.detail == "exit status 2; stderr: jump-1: no route"
 
 
 def test_a_hook_that_leaves_a_child_and_hangs_is_killed_at_its_timeout_and_the_next_hook_runs(
