@@ -4,19 +4,27 @@ install of the cluster's kubeconfig, e.g. to copy it to the operators' jump host
 The hook gets the cluster name, the kubeconfig path and the certificate's notAfter (ISO 8601, UTC) as its last
 three arguments, and the same as ``LIFELINE_CLUSTER``, ``LIFELINE_KUBECONFIG``, ``LIFELINE_NOT_AFTER``
 (with ``LIFELINE_NOT_AFTER_EPOCH``) and ``LIFELINE_INSTALL`` (``new-certificate`` or ``new-server``: the same
-certificate, verified against another control-plane address) in its environment. It runs after the install,
-never before nor for a failed one, on a thread of its own: renewal neither waits for it nor looks at its
-outcome, so a hook cannot block or undo an install. Each cluster's hooks run one at a time, in install
-order; a hook still running after ``post_install_hook_timeout`` is killed (its whole process group). The
-outcome (``success``, ``failure``, ``timeout``) is logged, with the end of its stderr (redacted) when it
-failed, and counted in ``lifeline_install_hooks``.
+certificate, verified against another control-plane address) in its environment. That environment is minimal:
+these, ``PATH``, ``LANG``, ``LC_*``, ``TZ`` and ``HOME`` (those four when the agent has them), nothing else of
+the agent's (no ``AWS_*`` credentials).
+
+It runs after the install, never before nor for a failed one, on a thread of its own: renewal neither waits
+for it nor looks at its outcome, so a hook cannot block or undo an install. Each cluster's hooks run one at a
+time, in install order. The outcome (``success``, ``failure``, ``timeout``) is the hook's own exit status: a
+process it leaves behind is not waited for, even one holding its stderr open (which is read only until the
+hook exits). A hook still running after ``post_install_hook_timeout`` is killed with its whole process group
+(SIGTERM, SIGKILL ``KILL_GRACE`` s later), so a hook's thread is busy at most about its timeout plus twice
+``KILL_GRACE``. The outcome is logged, with the end of its stderr (redacted) when it failed, and counted in
+``lifeline_install_hooks``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -30,7 +38,11 @@ from lifeline_agent.observability import Observer, redact
 log = logging.getLogger(__name__)
 
 STDERR_TAIL = 2000  # characters of a failed hook's stderr that go into the log
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout, and at most after SIGKILL
+POLL_INTERVAL = 0.05  # seconds between looks at whether the hook has exited, while its stderr is open
+_KEPT_ENVIRONMENT = ("LANG", "TZ", "HOME")  # with PATH and LC_*: all the hook gets of the agent's environment
+_READ_SIZE = 1 << 16
+_LAST_READS = 16  # at most this many reads of stderr once the hook has exited (a child may still write)
 _pending = threading.Condition()
 _pending_count = 0
 
@@ -53,12 +65,18 @@ def _utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def _environment(*, cluster: str, kubeconfig: Path, not_after: float, kind: str) -> dict[str, str]:
+    """The hook's whole environment: the install's ``LIFELINE_*`` and the locale, time zone, PATH and HOME."""
+    kept = {k: v for k, v in os.environ.items() if k in _KEPT_ENVIRONMENT or k.startswith("LC_")}
+    return {**kept, "PATH": os.environ.get("PATH", os.defpath), "LIFELINE_CLUSTER": cluster,
+            "LIFELINE_KUBECONFIG": str(kubeconfig), "LIFELINE_NOT_AFTER": _utc(not_after),
+            "LIFELINE_NOT_AFTER_EPOCH": str(int(not_after)), "LIFELINE_INSTALL": kind}  # fmt: skip
+
+
 def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after: float, kind: str,
              timeout: float) -> HookOutcome:  # fmt: skip
-    """Run the hook once and wait for it, at most ``timeout`` seconds (then it is killed)."""
-    environment = {**os.environ, "LIFELINE_CLUSTER": cluster, "LIFELINE_KUBECONFIG": str(kubeconfig),
-                   "LIFELINE_NOT_AFTER": _utc(not_after), "LIFELINE_NOT_AFTER_EPOCH": str(int(not_after)),
-                   "LIFELINE_INSTALL": kind}  # fmt: skip
+    """Run the hook once and wait for it to exit, at most ``timeout`` seconds (then it is killed)."""
+    environment = _environment(cluster=cluster, kubeconfig=kubeconfig, not_after=not_after, kind=kind)
     started = time.monotonic()
     try:
         process = subprocess.Popen([*argv, cluster, str(kubeconfig), _utc(not_after)], stdin=subprocess.DEVNULL,
@@ -66,32 +84,72 @@ def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after
                                    cwd=kubeconfig.parent, start_new_session=True, close_fds=True)  # fmt: skip
     except OSError as exc:
         return HookOutcome("failure", f"cannot start {argv[0]}: {exc.strerror or exc}", 0.0)
-    try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    assert process.stderr is not None
+    with process.stderr:
+        stderr = _StderrTail(process.stderr.fileno())
+        code = _wait(process, stderr, timeout)
+    if code is None:
         _kill(process)
         return HookOutcome("timeout", f"still running after {timeout:g} s: killed", time.monotonic() - started)
     elapsed = time.monotonic() - started
-    if process.returncode == 0:
+    if code == 0:
         return HookOutcome("success", "exit status 0", elapsed)
-    code = process.returncode
     status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-    tail = redact(stderr.decode("utf-8", "replace")[-STDERR_TAIL:]).strip()
+    tail = redact(stderr.data.decode("utf-8", "replace")[-STDERR_TAIL:]).strip()
     return HookOutcome("failure", f"{status}" + (f"; stderr: {tail}" if tail else ""), elapsed)
 
 
+class _StderrTail:
+    """The last bytes read from a pipe, one bounded read at a time, never blocking."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd, self.data, self.open = fd, b"", True
+        self._poll = select.poll()  # not select.select: the agent's descriptors may go past FD_SETSIZE
+        self._poll.register(fd, select.POLLIN)
+
+    def readable(self, seconds: float) -> bool:
+        return bool(self._poll.poll(seconds * 1000))
+
+    def read(self) -> bool:
+        """One read; False when nothing was there (or the pipe is closed)."""
+        try:
+            chunk = os.read(self.fd, _READ_SIZE)
+        except BlockingIOError:
+            return False
+        self.open = bool(chunk)
+        self.data = (self.data + chunk)[-4 * STDERR_TAIL :]
+        return self.open
+
+
+def _wait(process: subprocess.Popen[bytes], stderr: _StderrTail, timeout: float) -> int | None:
+    """The hook's exit status, or None when it is still running after ``timeout`` s; its stderr meanwhile."""
+    deadline = time.monotonic() + timeout
+    while (code := process.poll()) is None and (left := deadline - time.monotonic()) > 0:
+        if not stderr.open:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(left)
+        elif stderr.readable(min(left, POLL_INTERVAL)):
+            stderr.read()
+    if code is not None:
+        for _ in range(_LAST_READS):  # what it wrote just before it exited
+            if not stderr.read():
+                break
+    return code
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.communicate(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    process.communicate()
+    """SIGTERM to the hook's process group, SIGKILL to what is left of it ``KILL_GRACE`` s later; bounded."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the hook itself: a zombie would keep its group alive
+            os.killpg(process.pid, 0)  # ProcessLookupError once the group is empty
+            time.sleep(POLL_INTERVAL)
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(KILL_GRACE)
 
 
 class InstallHook:
@@ -105,17 +163,23 @@ class InstallHook:
         self._lock = threading.Lock()
 
     def installed(self, kubeconfig: Path, not_after: float, kind: str = "new-certificate") -> None:
-        """A verified kubeconfig was just installed: run the hook (if any) in the background."""
+        """A verified kubeconfig was just installed: run the hook (if any) in the background. Never raises."""
         global _pending_count
         if not self.argv:
             return
-        with _pending:
-            _pending_count += 1
-        with self._lock:
-            self._queue.put(_Install(kubeconfig, not_after, kind))
+        with self._lock:  # the worker takes from the queue, or ends, only under this lock
             if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name=f"hook-{self.cluster}", daemon=True)
-                self._worker.start()
+                worker = threading.Thread(target=self._work, name=f"hook-{self.cluster}", daemon=True)
+                try:
+                    worker.start()
+                except RuntimeError as exc:  # no thread to be had (the unit's TasksMax): this install gets no hook
+                    log.error("post-install hook not run: %s", exc, extra={"cluster": self.cluster})
+                    self._count("failure")
+                    return
+                self._worker = worker
+            with _pending:
+                _pending_count += 1
+            self._queue.put(_Install(kubeconfig, not_after, kind))
 
     def _work(self) -> None:
         """Run the queued hooks, then end: an idle cluster keeps no thread (the unit's TasksMax counts them)."""
@@ -146,8 +210,11 @@ class InstallHook:
         else:
             log.warning("post-install hook %s: %s (the installed kubeconfig stays)", outcome.result,
                         outcome.detail, extra=extra)  # fmt: skip
+        self._count(outcome.result)
+
+    def _count(self, result: str) -> None:
         if self.observer is not None:
-            self.observer.install_hook(self.cluster, outcome.result)
+            self.observer.install_hook(self.cluster, result)
 
 
 def wait_for_hooks(timeout: float) -> bool:

@@ -3,21 +3,30 @@ and outcome; and its configuration, refused with named errors when hostile."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
+import resource
+import signal
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lifeline_agent.config import ClusterSettings, ConfigError, load_config
-from lifeline_agent.hooks import InstallHook, run_hook, wait_for_hooks
+from lifeline_agent.hooks import KILL_GRACE, InstallHook, _StderrTail, _wait, run_hook, wait_for_hooks
 from lifeline_agent.observability import Observer, configure_logging
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 NOT_AFTER = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "agent" / "examples" / "copy-kubeconfig-to-jump-host"
 
 
 def script(tmp_path: Path, name: str, body: str) -> Path:
@@ -28,14 +37,34 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
 
 
 def recorder(tmp_path: Path) -> tuple[Path, Path]:
-    """A hook that appends its arguments and LIFELINE_* environment, one JSON line per run."""
+    """A hook that appends its arguments, its LIFELINE_* environment and the names of all its environment
+    variables, one JSON line per run."""
     out = tmp_path / "runs.jsonl"
     hook = script(tmp_path, "record.sh", f"""exec {sys.executable} -c '
 import json, os, sys
 env = {{k: v for k, v in os.environ.items() if k.startswith("LIFELINE_")}}
-open("{out}", "a").write(json.dumps({{"argv": sys.argv[1:], "env": env, "cwd": os.getcwd()}}) + "\\n")' "$@"
+run = {{"argv": sys.argv[1:], "env": env, "names": sorted(os.environ), "cwd": os.getcwd()}}
+open("{out}", "a").write(json.dumps(run) + "\\n")' "$@"
 """)
     return hook, out
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def leftovers() -> Iterator[list[Path]]:
+    """Files the tests' hooks write the pids of their setsid children into: those are killed after the test."""
+    files: list[Path] = []
+    yield files
+    for pid in (int(line) for path in files if path.exists() for line in path.read_text().split()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def hook_counts(observer: Observer, cluster: str) -> dict[str, float]:
@@ -59,17 +88,20 @@ def test_the_hook_gets_cluster_path_and_expiry_as_arguments_and_environment(tmp_
     assert run["cwd"] == str(kubeconfig.parent)
 
 
-def test_installed_returns_at_once_and_runs_each_install_once_in_order(tmp_path: Path) -> None:
+def test_installed_returns_before_the_hook_ends_and_runs_each_install_once_in_order(tmp_path: Path) -> None:
     hook, out = recorder(tmp_path)
-    slow = script(tmp_path, "slow.sh", f'sleep 0.5\nexec "{hook}" "$@"\n')
+    gate = tmp_path / "go"  # each run waits for it: installed() returning first shows it did not wait
+    gated = script(tmp_path, "gated.sh", f'i=0\nwhile [ ! -e {gate} ]; do\n  i=$((i+1)); [ $i -lt 400 ] || exit 9\n'
+                                         f'  sleep 0.05\ndone\nexec "{hook}" "$@"\n')  # fmt: skip
     observer = Observer()
-    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(slow),)), observer)
-    started = time.monotonic()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(gated),), post_install_hook_timeout=60),
+                         observer)  # fmt: skip
     for expiry in (NOT_AFTER, NOT_AFTER + 3600):
         runner.installed(tmp_path / "kubeconfig", expiry)
     runner.installed(tmp_path / "kubeconfig", NOT_AFTER + 3600, "new-server")
-    assert time.monotonic() - started < 0.2  # renewal never waits for the hook
-    assert wait_for_hooks(20)
+    assert not out.exists() and not wait_for_hooks(0)  # renewal never waits for the hook
+    gate.touch()
+    assert wait_for_hooks(60)
     runs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["argv"][-1], r["env"]["LIFELINE_INSTALL"]) for r in runs] == [
         ("2027-01-15T08:00:00Z", "new-certificate"), ("2027-01-15T09:00:00Z", "new-certificate"),
@@ -102,18 +134,147 @@ def test_a_failing_hook_is_logged_with_its_redacted_stderr_and_counted(tmp_path:
     assert hook_counts(observer, "edge-1") == {"failure": 1.0}
 
 
-def test_a_hanging_hook_is_killed_with_its_children_at_the_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prelude", ["", "trap '' TERM\n"], ids=["terminated", "ignores-sigterm"])
+def test_a_hanging_hook_is_killed_with_its_children_at_the_timeout(tmp_path: Path, prelude: str) -> None:
     marker = tmp_path / "child.pid"
-    hanging = script(tmp_path, "hang.sh", f"sleep 300 &\necho $! > {marker}\nwait\n")
+    hanging = script(tmp_path, "hang.sh", f"{prelude}sleep 300 &\necho $! > {marker}\nwait\n")
     started = time.monotonic()
     outcome = run_hook((str(hanging),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
-                       kind="new-certificate", timeout=0.5)  # fmt: skip
-    assert outcome.result == "timeout" and time.monotonic() - started < 5
+                       kind="new-certificate", timeout=2)  # fmt: skip
+    assert outcome.result == "timeout" and time.monotonic() - started < 2 + 2 * KILL_GRACE + 5  # its bound, slack
     child = int(marker.read_text())
     deadline = time.monotonic() + 5
-    while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+    while alive(child):
         assert time.monotonic() < deadline, "the hook's child outlived the kill"
         time.sleep(0.05)
+
+
+def test_the_hook_gets_a_minimal_environment_without_the_agents_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("LC_")]:
+        monkeypatch.delenv(name)
+    agent_environment = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI",
+                         "AWS_SESSION_TOKEN": "token", "AWS_REGION": "us-west-2", "DATABASE_PASSWORD": "hunter2",
+                         "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "UTC", "HOME": str(tmp_path),
+                         "PATH": "/usr/bin:/bin"}  # fmt: skip
+    for name, value in agent_environment.items():
+        monkeypatch.setenv(name, value)
+    hook, out = recorder(tmp_path)
+    outcome = run_hook((str(hook),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
+                       kind="new-server", timeout=10)  # fmt: skip
+    assert outcome.result == "success", outcome.detail
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    lifeline = {"LIFELINE_CLUSTER", "LIFELINE_KUBECONFIG", "LIFELINE_NOT_AFTER", "LIFELINE_NOT_AFTER_EPOCH",
+                "LIFELINE_INSTALL"}  # fmt: skip
+    assert set(run["names"]) - {"PWD"} == {"PATH", "LANG", "LC_TIME", "TZ", "HOME"} | lifeline  # PWD: the shell's
+    assert run["env"]["LIFELINE_INSTALL"] == "new-server"
+
+
+@pytest.mark.parametrize(("code", "result"), [(0, "success"), (4, "failure")])
+def test_a_hook_that_leaves_a_child_holding_its_stderr_is_done_when_it_exits(
+    tmp_path: Path, leftovers: list[Path], code: int, result: str
+) -> None:
+    children = tmp_path / "children"
+    leftovers.append(children)
+    hook = script(tmp_path, "daemonize.sh", f"setsid sleep 300 &\necho $! >> {children}\n"
+                                            f"echo 'started the sync daemon' >&2\nexit {code}\n")  # fmt: skip
+    outcome = run_hook((str(hook),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig", not_after=NOT_AFTER,
+                       kind="new-certificate", timeout=60)  # fmt: skip
+    (child,) = [int(pid) for pid in children.read_text().split()]
+    assert alive(child)  # the outcome came while the child still held the hook's stderr
+    assert outcome.result == result, outcome.detail
+    if code:
+        assert outcome.detail == "exit status 4; stderr: started the sync daemon"
+
+
+def test_what_the_hook_wrote_just_before_it_exited_is_kept() -> None:
+    """The race the last reads are for: the hook had exited before any of its stderr was read."""
+    process = subprocess.Popen(["/bin/sh", "-c", "echo 'scp: lost connection' >&2; exit 1"], stderr=subprocess.PIPE)
+    process.wait()
+    assert process.stderr is not None
+    with process.stderr:
+        stderr = _StderrTail(process.stderr.fileno())
+        assert _wait(process, stderr, 5) == 1
+    assert stderr.data == b"scp: lost connection\n"
+
+
+def test_a_hook_runs_while_the_agent_has_more_than_1024_descriptors_open(tmp_path: Path) -> None:
+    """Its stderr pipe then gets a descriptor past select()'s FD_SETSIZE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        failing = script(tmp_path, "fail.sh", "sleep 0.3\necho 'jump-1: no route' >&2\nexit 2\n")
+        outcome = run_hook((str(failing),), cluster="edge-1", kubeconfig=tmp_path / "kubeconfig",
+                           not_after=NOT_AFTER, kind="new-certificate", timeout=10)  # fmt: skip
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert outcome.detail == "exit status 2; stderr: jump-1: no route"
+
+
+def test_a_hook_that_leaves_a_child_and_hangs_is_killed_at_its_timeout_and_the_next_hook_runs(
+    tmp_path: Path, leftovers: list[Path]
+) -> None:
+    hook, out = recorder(tmp_path)
+    children = tmp_path / "children"
+    leftovers.append(children)
+    hangs_first = script(tmp_path, "hang.sh", f'if [ "$LIFELINE_INSTALL" = new-certificate ]; then\n'
+                                              f'  setsid sleep 300 &\n  echo $! >> {children}\n  sleep 300\nfi\n'
+                                              f'exec "{hook}" "$@"\n')  # fmt: skip
+    observer = Observer()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(hangs_first),),
+                                         post_install_hook_timeout=1), observer)  # fmt: skip
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER)
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER, "new-server")
+    assert wait_for_hooks(1 + 2 * KILL_GRACE + 10)  # its bound, and slack for a busy machine
+    assert hook_counts(observer, "edge-1") == {"timeout": 1.0, "success": 1.0}
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert run["env"]["LIFELINE_INSTALL"] == "new-server"
+    (child,) = [int(pid) for pid in children.read_text().split()]
+    assert alive(child)  # out of the hook's session: not killed, and not waited for either
+
+
+def test_an_install_whose_hook_thread_cannot_start_is_counted_and_the_next_install_runs_its_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook, out = recorder(tmp_path)
+    observer = Observer()
+    runner = InstallHook(ClusterSettings("edge-1", post_install_hook=(str(hook),)), observer)
+
+    def refuse(_thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:  # what TasksMax does to the agent
+        patch.setattr(threading.Thread, "start", refuse)
+        runner.installed(tmp_path / "kubeconfig", NOT_AFTER)  # renewal gets no exception
+    assert wait_for_hooks(0) and hook_counts(observer, "edge-1") == {"failure": 1.0}
+    runner.installed(tmp_path / "kubeconfig", NOT_AFTER + 3600)
+    assert wait_for_hooks(20) and hook_counts(observer, "edge-1") == {"failure": 1.0, "success": 1.0}
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert run["argv"][-1] == "2027-01-15T09:00:00Z"
+
+
+def test_the_documented_example_hook_copies_the_kubeconfig_privately(tmp_path: Path) -> None:
+    """agent/examples/copy-kubeconfig-to-jump-host with the real scp. A local directory stands in for the jump
+    host: given a destination without a host part, scp copies locally (its ssh options then go unused)."""
+    docs = (REPO / "docs" / "agent-install.md").read_text()
+    assert f"```sh\n{EXAMPLE.read_text()}```" in docs  # the script the docs show is this one
+    jump_host = tmp_path / "jump-host" / "srv" / "break-glass"
+    jump_host.mkdir(parents=True)
+    kubeconfig = tmp_path / "state" / "edge-1" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_bytes(b"apiVersion: v1\nkind: Config\n")
+    kubeconfig.chmod(0o600)
+    outcome = run_hook((str(EXAMPLE), f"{jump_host}/"), cluster="edge-1", kubeconfig=kubeconfig,
+                       not_after=NOT_AFTER, kind="new-certificate", timeout=30)  # fmt: skip
+    assert outcome.result == "success", outcome.detail
+    copy = jump_host / "edge-1.kubeconfig"
+    assert copy.read_bytes() == kubeconfig.read_bytes() and copy.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_hook_that_cannot_start_is_a_failure(tmp_path: Path) -> None:
