@@ -26,6 +26,7 @@ STACK_NAME = "Lifeline"
 CLI_TIMEOUT_SECONDS = 600.0
 LAB_POLL_INTERVAL_SECONDS = 1
 LAB_MAX_WAIT_SECONDS = 20
+LAB_ALARM_TOPIC = "lifeline-lab-alarms"
 
 
 class DeployError(RuntimeError):
@@ -77,15 +78,16 @@ class DeployedStack:
         return matches[0]
 
 
-def lab_context(lab: Any, allowed_outpost_arns: list[str]) -> dict[str, Any]:
+def lab_context(lab: Any, allowed_outpost_arns: list[str], alarm_topic_arn: str) -> dict[str, Any]:
     """CDK context for the lab: 1 s polls, a short wait bound, no grace before the readiness alarm (a lab test
-    reports for its agent itself), the lab's agent principal."""
+    reports for its agent itself), the lab's agent principal, and an alarm topic (so the alarms have actions)."""
     return {
         "lifeline:pollIntervalSeconds": LAB_POLL_INTERVAL_SECONDS,
         "lifeline:readinessGraceSeconds": 0,
         "lifeline:maxWaitSeconds": LAB_MAX_WAIT_SECONDS,
         "lifeline:allowedOutpostArns": list(allowed_outpost_arns),
         "lifeline:agentPrincipalArns": [lab.agent_principal.arn],
+        "lifeline:alarmTopicArn": alarm_topic_arn,
     }
 
 
@@ -188,7 +190,8 @@ def lab_deployment(lab: Any, allowed_outpost_arns: list[str] | None = None) -> D
     allowed = list(allowed_outpost_arns or [DEFAULT_OUTPOST_ARN])
     with _deploying:
         if lab not in _lab_deployments:
-            deployed = deploy_with_cli(lab, lab_context(lab, allowed), lab.state_dir / "cdk")
+            topic = lab.client("sns").create_topic(Name=LAB_ALARM_TOPIC)["TopicArn"]
+            deployed = deploy_with_cli(lab, lab_context(lab, allowed, topic), lab.state_dir / "cdk")
             deployed.allowed_outpost_arns = allowed
             _lab_deployments[lab] = deployed
         deployed = _lab_deployments[lab]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lab.deploy import STACK_NAME, DeployedStack, lab_deployment
+from lab.deploy import LAB_ALARM_TOPIC, STACK_NAME, DeployedStack, lab_deployment
 from tests.integration.test_workflow_execution import cloudtrail_event, run
 
 pytestmark = pytest.mark.xdist_group("lifeline-workflow")  # the same worker (and deployment) as the workflow tests
@@ -67,21 +67,32 @@ def test_cloudformation_created_alarms_exist_with_the_templates_properties(
     names = [deployed.physical[logical] for logical in alarms]
     found = {a["AlarmName"]: a for a in lab.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]}
     assert set(found) == set(names)
+    topic = lab.client("sns").get_topic_attributes(TopicArn=f"arn:aws:sns:{lab.region.name}:"
+                                                   f"{lab.region.account_id}:{LAB_ALARM_TOPIC}")  # fmt: skip
     for logical, resource in alarms.items():
         wanted, alarm = resource["Properties"], found[deployed.physical[logical]]
         for key in ("AlarmDescription", "ComparisonOperator", "EvaluationPeriods", "TreatMissingData"):
             assert alarm[key] == wanted[key], key
         assert float(alarm["Threshold"]) == float(wanted["Threshold"])
+        # The lab deploys with an alarm topic (lifeline:alarmTopicArn): ALARM notifies it, OK does not.
+        assert wanted["AlarmActions"] == [topic["Attributes"]["TopicArn"]] and "OKActions" not in wanted
+        assert (alarm["AlarmActions"], alarm["OKActions"]) == (wanted["AlarmActions"], [])
         if "Metrics" in wanted:
             assert [m["Id"] for m in alarm["Metrics"]] == [m["Id"] for m in wanted["Metrics"]]
             expressions = {m["Id"]: m.get("Expression") for m in alarm["Metrics"]}
             assert expressions["expr_1"] == "failed + timedOut"
+            periods = {m["Id"]: (m["MetricStat"]["Period"], m["MetricStat"]["Stat"])
+                       for m in wanted["Metrics"] if "MetricStat" in m}  # fmt: skip
+            assert periods == {"failed": (300, "Sum"), "timedOut": (300, "Sum")}
+            assert {m["Id"]: (m["MetricStat"]["Period"], m["MetricStat"]["Stat"])
+                    for m in alarm["Metrics"] if "MetricStat" in m} == periods  # fmt: skip
             stats = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
             dimensions = [d for metric in stats for d in metric["Dimensions"]]
             assert dimensions and all(d == {"Name": "StateMachineArn", "Value": deployed.state_machine_arn}
                                       for d in dimensions)  # fmt: skip
         else:
             assert alarm["MetricName"] == wanted["MetricName"] and alarm["Namespace"] == wanted["Namespace"]
+            assert (alarm["Period"], alarm["Statistic"]) == (wanted["Period"], wanted["Statistic"]) == (300, "Maximum")
             queue = deployed.dead_letter_queue_url.rsplit("/", 1)[-1]
             assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue}]
 
