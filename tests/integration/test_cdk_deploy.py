@@ -112,6 +112,50 @@ def test_the_queue_policy_and_the_state_machines_logging_and_tracing_are_applied
     assert machine["tracingConfiguration"] == {"enabled": wanted["TracingConfiguration"]["Enabled"]}
 
 
+def test_the_log_groups_keep_their_key_and_the_functions_their_log_group_and_layer(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    groups = _resources(template, "AWS::Logs::LogGroup")
+    assert len(groups) == 8  # one per function and the state machine's
+    logs = lab.client("logs")
+    (key,) = _resources(template, "AWS::KMS::Key")
+    for logical, group in groups.items():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+        name = deployed.physical[logical]
+        (described,) = [g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+                        if g["logGroupName"] == name]  # fmt: skip
+        assert described.get("kmsKeyId") == deployed.kms_key_arn, described
+        assert described["retentionInDays"] == group["Properties"]["RetentionInDays"]
+    ((layer_logical, layer),) = _resources(template, "AWS::Lambda::LayerVersion").items()
+    layer_arn = deployed.physical[layer_logical]
+    name, version = layer_arn.split(":")[6:8]
+    published = lab.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))
+    assert published["CompatibleArchitectures"] == layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    for logical, function in _resources(template, "AWS::Lambda::Function").items():
+        configuration = lab.client("lambda").get_function_configuration(FunctionName=deployed.physical[logical])
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert configuration.get("LoggingConfig") == {"LogFormat": "Text", "LogGroup": deployed.physical[group]}
+        assert [layer["Arn"] for layer in configuration["Layers"]] == [layer_arn]
+
+
+def test_the_stack_has_the_templates_outputs_and_the_cli_printed_them(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    (stack,) = lab.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"]
+    outputs = {o["OutputKey"]: o for o in stack.get("Outputs", [])}
+    assert set(outputs) == set(template["Outputs"])
+    for key, wanted in template["Outputs"].items():
+        assert outputs[key].get("Description") == wanted.get("Description"), key
+    writer = template["Outputs"]["SecretWriterRoleArn"]["Value"]["Fn::GetAtt"][0]
+    assert outputs["SecretWriterRoleArn"]["OutputValue"] == lab.client("iam").get_role(
+        RoleName=deployed.physical[writer])["Role"]["Arn"]  # fmt: skip
+    assert outputs["StateMachineArn"]["OutputValue"] == deployed.state_machine_arn
+    assert outputs["SecretsKeyArn"]["OutputValue"] == deployed.kms_key_arn
+    assert json.loads(outputs["AgentPolicyDocument"]["OutputValue"])["Statement"]
+    printed = deployed.cli_runs[1].output
+    assert f"{STACK_NAME}.StateMachineArn = {deployed.state_machine_arn}\n" in printed
+
+
 def test_functions_run_the_deployed_asset_and_layer_in_a_clean_interpreter(lab: Any, deployed: DeployedStack) -> None:
     function = lab.client("lambda").get_function(FunctionName=deployed.function_named("NormaliseRequest"))
     assert len(function["Configuration"]["Layers"]) == 1
