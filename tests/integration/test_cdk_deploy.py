@@ -276,4 +276,9 @@ def test_a_module_missing_from_the_asset_fails_the_workflow_with_the_import_erro
     assert "Runtime.ImportModuleError" in result.get("cause", "") + result.get("error", "")
     assert "No module named 'lambdas.normalise_request.logic'" in result.get("cause", "")
     restored = run(lab, deployed, cloudtrail_event(unique_name))
-    assert "Runtime.ImportModuleError" not in restored.get("cause", "") + restored.get("error", "")
+    history = lab.client("stepfunctions").get_execution_history(executionArn=restored["executionArn"],
+                                                                maxResults=1000)["events"]  # fmt: skip
+    exited = {e["stateExitedEventDetails"]["name"]: e["stateExitedEventDetails"] for e in history
+              if "stateExitedEventDetails" in e}  # fmt: skip
+    assert json.loads(exited["NormaliseRequest"]["output"])["request"]["clusterName"] == unique_name, exited
+    assert "CreateRequested" in exited  # the workflow went on past the restored step
