@@ -5,7 +5,8 @@ end-to-end test asserts the same result. Steps:
 
 1. the lab comes up: Region (moto), service link, a local cluster (control plane on the Outpost) and an
    extended one (control plane in the Region, behind the link);
-2. the CDK app is synthesized in-process and its state machine and rules are deployed into the lab Region;
+2. the Region side is deployed as a user deploys it, with the pinned CDK CLI (``cdk bootstrap`` + ``cdk deploy``)
+   into the lab Region; the commands and the CLI's result lines are shown;
 3. a CloudTrail ``CreateCluster`` event for the local cluster goes on EventBridge; the workflow runs (its states
    shown as they pass) and writes the secret ``lifeline/<cluster>`` and the RBAC;
 4. ``lifeline-agent run`` starts as a separate process and bootstraps the offline kubeconfig;
@@ -248,8 +249,12 @@ def _provision_offline_access(lab: Any, cluster: Any, log: Progress, timeline: T
     timeline.phase("cdk bootstrap + deploy")
     log("step 2: deploying the Region side as a user does, with the pinned CDK CLI, into the lab Region")
     deployed = lab_deployment(lab, list(cluster.outpost_arns))
+    log("  in the repository, with the lab cluster creator's keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY:")
     for run in deployed.cli_runs:
-        log(f"  $ {run.shown}: done in {run.seconds:.1f} s")
+        log(f"  $ {run.shown}")
+        for line in run.result_lines:
+            log(f"    {line}")
+        log(f"    ({run.seconds:.1f} s)")
     log(f"  stack {deployed.stack_name}: state machine {deployed.state_machine_arn.rsplit(':', 1)[-1]}, "
         f"{len(deployed.functions)} Lambda functions (deployed code + layer), "
         f"rules {', '.join(deployed.rules.values())}; CLI output in {lab.state_dir / 'cdk'}")
@@ -615,8 +620,9 @@ def add_arguments(parser: Any) -> None:
 def demo_command(args: Any) -> int:
     """``python -m lab demo``: exit 0 only if every outcome was the expected one.
 
-    The terminal shows the progress lines only: everything else this process prints (the Region's in-process
-    Lambda functions log JSON to stdout) goes to ``<output>/region.log``.
+    The terminal shows the progress lines only: everything else this process prints (moto's warnings, the
+    lab's servers) goes to ``<output>/region.log``; the Lambda functions run in sandbox processes whose output is
+    in ``<lab state>/lambda/logs/<function>.log``, the CDK CLI's in ``<lab state>/cdk``.
     """
     from lab.controlplane.real import RealControlPlaneUnavailable
 

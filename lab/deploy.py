@@ -4,7 +4,7 @@ creates the stack, with the gaps it has patched in lab/region/moto_patches.py; t
 the code asset and layer CloudFormation received (lab/region/lambda_sandbox.py).
 
 One stack per lab (``lab_deployment``): a second one would add a second CloudTrail rule. Lab-only settings
-reach it as CDK context (``lab_context``, passed with ``--context``); the functions' lab-only environment
+reach it as CDK context (``lab_context``, passed with ``-c``); the functions' lab-only environment
 comes from the lab's Lambda runtime, never from the template.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -26,6 +27,7 @@ STACK_NAME = "Lifeline"
 CLI_TIMEOUT_SECONDS = 600.0
 LAB_POLL_INTERVAL_SECONDS = 1
 LAB_MAX_WAIT_SECONDS = 20
+LAB_ALARM_TOPIC = "lifeline-lab-alarms"
 
 
 class DeployError(RuntimeError):
@@ -37,22 +39,19 @@ class CliRun:
     command: list[str]
     seconds: float
     output: str
+    environment: dict[str, str] = field(default_factory=dict)  # what the user sets besides the keys
 
     @property
     def shown(self) -> str:
-        """The command as a user types it, the lab's ``--context`` settings counted rather than listed."""
-        words = [Path(self.command[0]).name]
-        settings = 0
-        arguments = iter(self.command[1:])
-        for word in arguments:
-            if word == "--context":
-                next(arguments, None)
-                settings += 1
-            elif word == "--output":
-                next(arguments, None)
-            else:
-                words.append(word)
-        return " ".join(words) + (f" (+ {settings} lab settings as --context)" if settings else "")
+        """The command as a user retypes it in the repository: its environment (the keys aside), ``npx cdk``
+        (the pinned CLI in node_modules) and every argument, quoted for a POSIX shell."""
+        environment = [f"{name}={shlex.quote(value)}" for name, value in self.environment.items()]
+        return " ".join([*environment, "npx", "cdk", *map(shlex.quote, self.command[1:])])
+
+    @property
+    def result_lines(self) -> list[str]:
+        """The CLI's own result lines: what it reports done (✅) and how long it took (✨)."""
+        return [line.strip() for line in self.output.splitlines() if line.lstrip().startswith(("✅", "✨"))]
 
 
 @dataclass
@@ -77,15 +76,16 @@ class DeployedStack:
         return matches[0]
 
 
-def lab_context(lab: Any, allowed_outpost_arns: list[str]) -> dict[str, Any]:
+def lab_context(lab: Any, allowed_outpost_arns: list[str], alarm_topic_arn: str) -> dict[str, Any]:
     """CDK context for the lab: 1 s polls, a short wait bound, no grace before the readiness alarm (a lab test
-    reports for its agent itself), the lab's agent principal."""
+    reports for its agent itself), the lab's agent principal, and an alarm topic (so the alarms have actions)."""
     return {
         "lifeline:pollIntervalSeconds": LAB_POLL_INTERVAL_SECONDS,
         "lifeline:readinessGraceSeconds": 0,
         "lifeline:maxWaitSeconds": LAB_MAX_WAIT_SECONDS,
         "lifeline:allowedOutpostArns": list(allowed_outpost_arns),
         "lifeline:agentPrincipalArns": [lab.agent_principal.arn],
+        "lifeline:alarmTopicArn": alarm_topic_arn,
     }
 
 
@@ -127,6 +127,10 @@ def cli_command(*arguments: str) -> list[str]:
     return [str(REPO_ROOT / "node_modules" / ".bin" / "cdk"), *arguments]
 
 
+# The CLI's environment as a user sets it; the keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) are not shown.
+SHOWN_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_REGION", "CDK_DISABLE_VERSION_CHECK", "CDK_DISABLE_CLI_TELEMETRY")
+
+
 def cli_environment(lab: Any) -> dict[str, str]:
     """The CLI's environment: the lab Region's address and the creator's keys; no notices, no telemetry,
     no version check (nothing may leave the machine)."""
@@ -143,21 +147,22 @@ def cli_environment(lab: Any) -> dict[str, str]:
 def _context_arguments(context: Mapping[str, Any]) -> list[str]:
     arguments = []
     for key, value in context.items():
-        arguments += ["--context", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+        arguments += ["-c", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     return arguments
 
 
 def _run_cli(lab: Any, arguments: list[str], workdir: Path) -> CliRun:
     command = cli_command(*arguments)
+    environment = cli_environment(lab)
     started = time.monotonic()
-    done = subprocess.run(command, cwd=REPO_ROOT, env=cli_environment(lab), capture_output=True, text=True,
+    done = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
                           timeout=CLI_TIMEOUT_SECONDS, check=False)  # fmt: skip
     output = done.stdout + done.stderr
     (workdir / f"cdk-{arguments[0]}.log").write_text(output)
     if done.returncode != 0:
         raise DeployError(f"`cdk {arguments[0]}` failed ({done.returncode}); its output is in "
                           f"{workdir / f'cdk-{arguments[0]}.log'}:\n{output[-3000:]}")  # fmt: skip
-    return CliRun(command, time.monotonic() - started, output)
+    return CliRun(command, time.monotonic() - started, output, {name: environment[name] for name in SHOWN_ENVIRONMENT})
 
 
 def deploy_with_cli(lab: Any, context: Mapping[str, Any], workdir: Path) -> DeployedStack:
@@ -188,7 +193,8 @@ def lab_deployment(lab: Any, allowed_outpost_arns: list[str] | None = None) -> D
     allowed = list(allowed_outpost_arns or [DEFAULT_OUTPOST_ARN])
     with _deploying:
         if lab not in _lab_deployments:
-            deployed = deploy_with_cli(lab, lab_context(lab, allowed), lab.state_dir / "cdk")
+            topic = lab.client("sns").create_topic(Name=LAB_ALARM_TOPIC)["TopicArn"]
+            deployed = deploy_with_cli(lab, lab_context(lab, allowed, topic), lab.state_dir / "cdk")
             deployed.allowed_outpost_arns = allowed
             _lab_deployments[lab] = deployed
         deployed = _lab_deployments[lab]

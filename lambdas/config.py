@@ -39,7 +39,7 @@ class WorkflowConfig:
     operators_cluster_role: str = "cluster-admin"
     agent_principal_arns: tuple[str, ...] = ()
     secret_writer_arn: str | None = None
-    token_sts_endpoint_url: str | None = None
+    token_sts_endpoint_url: str | None = None  # lab-only, unset on AWS (constants.ENV_TOKEN_STS_ENDPOINT_URL)
     stack_account: str | None = None
     stack_region: str | None = None
     alarm_topic_arn: str | None = None

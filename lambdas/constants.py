@@ -29,6 +29,10 @@ ENV_ALARM_TOPIC_ARN = "LIFELINE_ALARM_TOPIC_ARN"
 TAG_CLUSTER = "lifeline:cluster"
 TAG_MANAGED_BY = "lifeline:managed-by"
 MANAGED_BY_VALUE = "lifeline-workflow"
-# Optional: the STS endpoint the clusters' API servers verify IAM tokens with, when it is not the
-# Region's default endpoint (a VPC endpoint; the lab's service link).
+# Lab-only: the STS address the functions sign cluster tokens for. No CDK setting feeds it and the template
+# never has it (tests/infrastructure/test_default_template.py): on AWS it is unset and tokens are signed for
+# the Region's STS endpoint, the only hosts aws-iam-authenticator accepts (sts.<region>.amazonaws.com, not a
+# VPC endpoint's name). The lab's Lambda runtime alone sets it (lab/lab.py, Lab.start ->
+# RegionServer.set_lambda_environment), to the Region through the service link, where its control planes
+# verify tokens. It is read here because the signer is product code.
 ENV_TOKEN_STS_ENDPOINT_URL = "LIFELINE_TOKEN_STS_ENDPOINT_URL"

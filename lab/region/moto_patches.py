@@ -91,9 +91,12 @@ def apply_all(hooks: RegionHooks) -> None:
     patch_events_state_machine_targets()
     patch_events_recording()
     patch_cloudformation_template_url()
+    patch_cloudformation_change_set_outputs()
     patch_cloudformation_state_machine()
     patch_cloudformation_kms_key_policy()
     patch_cloudformation_function_properties()
+    patch_cloudformation_layer_version()
+    patch_cloudformation_log_group_key()
     register_cloudformation_models()
     setattr(werkzeug_app, _PATCHED_MARK, True)
 
@@ -504,6 +507,23 @@ def patch_cloudformation_template_url() -> None:
     responses.get_stack_from_s3_url = get_stack_from_s3_url  # type: ignore[attr-defined]
 
 
+def patch_cloudformation_change_set_outputs() -> None:
+    # The CDK CLI creates a stack through a change set. moto makes such a stack with an empty template and
+    # ExecuteChangeSet creates the resources but never reads the template's Outputs, so DescribeStacks showed
+    # none and `cdk deploy` printed none (docs/cloud.md's recovery reads SecretWriterRoleArn from them).
+    from moto.cloudformation.models import ChangeSet
+
+    original = ChangeSet.apply
+
+    def apply(self: Any) -> None:
+        original(self)
+        self.stack.template = self.template
+        self.stack._parse_template()
+        self.stack.output_map = self.stack._create_output_map()
+
+    ChangeSet.apply = apply  # type: ignore[method-assign]
+
+
 def _state_machine_configuration(properties: dict[str, Any]) -> dict[str, Any]:
     logging_in = properties.get("LoggingConfiguration") or {}
     settings: dict[str, Any] = {}
@@ -572,13 +592,16 @@ def patch_cloudformation_kms_key_policy() -> None:
 
 # Properties of AWS::Lambda::Function that moto's CreateFunction takes but its CloudFormation model drops.
 _FUNCTION_PROPERTIES_MOTO_DROPS = ("Layers", "Architectures", "TracingConfig", "KmsKeyArn", "EphemeralStorage",
-                                   "Tags")  # fmt: skip
+                                   "LoggingConfig", "Tags")  # fmt: skip
 
 
 def patch_cloudformation_function_properties() -> None:
     # moto's CloudFormation model of a Lambda function passes only Code, Handler, Role, Runtime and a few
     # optional properties to CreateFunction: the functions lost their layer (so the deployed code could not
-    # import its dependencies), their architecture and tracing. The dropped ones are passed on.
+    # import its dependencies), their architecture, tracing and log group. The dropped ones are passed on.
+    # moto's Lambda has no LoggingConfig at all: it is kept on the function and GetFunction(Configuration)
+    # returns it, with Lambda's default LogFormat "Text" (from the template only; UpdateFunctionConfiguration
+    # still drops it).
     from moto.awslambda.models import LambdaFunction, get_backend
 
     original = LambdaFunction.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
@@ -588,9 +611,8 @@ def patch_cloudformation_function_properties() -> None:
         function = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
         properties = cloudformation_json["Properties"]
         changed = {key: properties[key] for key in _FUNCTION_PROPERTIES_MOTO_DROPS if key in properties}
-        if "Layers" in changed:  # a Ref to a layer of the same stack resolves to moto's LayerVersion object
-            arns = [layer if isinstance(layer, str) else layer.arn for layer in changed["Layers"]]
-            function.layers = function._get_layers_data(arns)
+        if "Layers" in changed:  # ARNs: a Ref to the stack's layer, since patch_cloudformation_layer_version
+            function.layers = function._get_layers_data(list(changed["Layers"]))
         if "Architectures" in changed:
             function.architectures = list(changed["Architectures"])
         if "TracingConfig" in changed:
@@ -599,13 +621,59 @@ def patch_cloudformation_function_properties() -> None:
             function.kms_key_arn = changed["KmsKeyArn"]
         if "EphemeralStorage" in changed:
             function.ephemeral_storage = changed["EphemeralStorage"]["Size"]
+        if "LoggingConfig" in changed:
+            function.lab_logging_config = {"LogFormat": "Text", **changed["LoggingConfig"]}
         if "Tags" in changed:
             get_backend(account_id, region_name).tag_resource(
                 function.function_arn, {t["Key"]: t["Value"] for t in changed["Tags"]}
             )
         return function
 
+    original_configuration = LambdaFunction.get_configuration
+
+    def get_configuration(self: Any, on_create: bool = False) -> dict[str, Any]:
+        configuration = original_configuration(self, on_create)
+        if getattr(self, "lab_logging_config", None):
+            configuration["LoggingConfig"] = dict(self.lab_logging_config)
+        return configuration
+
     LambdaFunction.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    LambdaFunction.get_configuration = get_configuration  # type: ignore[method-assign]
+
+
+def patch_cloudformation_layer_version() -> None:
+    # moto's CloudFormation model of AWS::Lambda::LayerVersion drops CompatibleArchitectures and has no
+    # physical ID, so the stack listed the layer without one (CloudFormation's is the LayerVersionArn) and a
+    # Ref to it resolved to moto's object rather than the ARN.
+    from moto.awslambda.models import LayerVersion
+
+    original = LayerVersion.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+               **kwargs: Any) -> Any:  # fmt: skip
+        layer = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        layer.compatible_architectures = list(cloudformation_json["Properties"].get("CompatibleArchitectures", []))
+        return layer
+
+    LayerVersion.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    LayerVersion.physical_resource_id = property(lambda self: self.arn)  # type: ignore[attr-defined]
+
+
+def patch_cloudformation_log_group_key() -> None:
+    # moto's CloudFormation passes AWS::Logs::LogGroup's properties as they are named in the template
+    # (KmsKeyId), but its LogGroup reads CreateLogGroup's kmsKeyId: every log group of the stack lost the key
+    # that encrypts it, and DescribeLogGroups showed none.
+    from moto.logs.models import LogGroup
+
+    original = LogGroup.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+               **kwargs: Any) -> Any:  # fmt: skip
+        group = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        group.kms_key_id = cloudformation_json["Properties"].get("KmsKeyId")
+        return group
+
+    LogGroup.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
 
 
 def _alarm_arguments(name: str, properties: dict[str, Any]) -> dict[str, Any]:

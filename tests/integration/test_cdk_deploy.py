@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lab.deploy import STACK_NAME, DeployedStack, lab_deployment
+from lab.deploy import LAB_ALARM_TOPIC, STACK_NAME, DeployedStack, lab_deployment
 from tests.integration.test_workflow_execution import cloudtrail_event, run
 
 pytestmark = pytest.mark.xdist_group("lifeline-workflow")  # the same worker (and deployment) as the workflow tests
@@ -67,21 +67,32 @@ def test_cloudformation_created_alarms_exist_with_the_templates_properties(
     names = [deployed.physical[logical] for logical in alarms]
     found = {a["AlarmName"]: a for a in lab.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]}
     assert set(found) == set(names)
+    topic = lab.client("sns").get_topic_attributes(TopicArn=f"arn:aws:sns:{lab.region.name}:"
+                                                   f"{lab.region.account_id}:{LAB_ALARM_TOPIC}")  # fmt: skip
     for logical, resource in alarms.items():
         wanted, alarm = resource["Properties"], found[deployed.physical[logical]]
         for key in ("AlarmDescription", "ComparisonOperator", "EvaluationPeriods", "TreatMissingData"):
             assert alarm[key] == wanted[key], key
         assert float(alarm["Threshold"]) == float(wanted["Threshold"])
+        # The lab deploys with an alarm topic (lifeline:alarmTopicArn): ALARM notifies it, OK does not.
+        assert wanted["AlarmActions"] == [topic["Attributes"]["TopicArn"]] and "OKActions" not in wanted
+        assert (alarm["AlarmActions"], alarm["OKActions"]) == (wanted["AlarmActions"], [])
         if "Metrics" in wanted:
             assert [m["Id"] for m in alarm["Metrics"]] == [m["Id"] for m in wanted["Metrics"]]
             expressions = {m["Id"]: m.get("Expression") for m in alarm["Metrics"]}
             assert expressions["expr_1"] == "failed + timedOut"
+            periods = {m["Id"]: (m["MetricStat"]["Period"], m["MetricStat"]["Stat"])
+                       for m in wanted["Metrics"] if "MetricStat" in m}  # fmt: skip
+            assert periods == {"failed": (300, "Sum"), "timedOut": (300, "Sum")}
+            assert {m["Id"]: (m["MetricStat"]["Period"], m["MetricStat"]["Stat"])
+                    for m in alarm["Metrics"] if "MetricStat" in m} == periods  # fmt: skip
             stats = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
             dimensions = [d for metric in stats for d in metric["Dimensions"]]
             assert dimensions and all(d == {"Name": "StateMachineArn", "Value": deployed.state_machine_arn}
                                       for d in dimensions)  # fmt: skip
         else:
             assert alarm["MetricName"] == wanted["MetricName"] and alarm["Namespace"] == wanted["Namespace"]
+            assert (alarm["Period"], alarm["Statistic"]) == (wanted["Period"], wanted["Statistic"]) == (300, "Maximum")
             queue = deployed.dead_letter_queue_url.rsplit("/", 1)[-1]
             assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue}]
 
@@ -99,6 +110,50 @@ def test_the_queue_policy_and_the_state_machines_logging_and_tracing_are_applied
     assert machine["loggingConfiguration"]["level"] == wanted["LoggingConfiguration"]["Level"]
     assert machine["loggingConfiguration"]["destinations"][0]["cloudWatchLogsLogGroup"]["logGroupArn"]
     assert machine["tracingConfiguration"] == {"enabled": wanted["TracingConfiguration"]["Enabled"]}
+
+
+def test_the_log_groups_keep_their_key_and_the_functions_their_log_group_and_layer(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    groups = _resources(template, "AWS::Logs::LogGroup")
+    assert len(groups) == 8  # one per function and the state machine's
+    logs = lab.client("logs")
+    (key,) = _resources(template, "AWS::KMS::Key")
+    for logical, group in groups.items():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+        name = deployed.physical[logical]
+        (described,) = [g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+                        if g["logGroupName"] == name]  # fmt: skip
+        assert described.get("kmsKeyId") == deployed.kms_key_arn, described
+        assert described["retentionInDays"] == group["Properties"]["RetentionInDays"]
+    ((layer_logical, layer),) = _resources(template, "AWS::Lambda::LayerVersion").items()
+    layer_arn = deployed.physical[layer_logical]
+    name, version = layer_arn.split(":")[6:8]
+    published = lab.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))
+    assert published["CompatibleArchitectures"] == layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    for logical, function in _resources(template, "AWS::Lambda::Function").items():
+        configuration = lab.client("lambda").get_function_configuration(FunctionName=deployed.physical[logical])
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert configuration.get("LoggingConfig") == {"LogFormat": "Text", "LogGroup": deployed.physical[group]}
+        assert [layer["Arn"] for layer in configuration["Layers"]] == [layer_arn]
+
+
+def test_the_stack_has_the_templates_outputs_and_the_cli_printed_them(
+    lab: Any, deployed: DeployedStack, template: dict[str, Any]
+) -> None:
+    (stack,) = lab.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"]
+    outputs = {o["OutputKey"]: o for o in stack.get("Outputs", [])}
+    assert set(outputs) == set(template["Outputs"])
+    for key, wanted in template["Outputs"].items():
+        assert outputs[key].get("Description") == wanted.get("Description"), key
+    writer = template["Outputs"]["SecretWriterRoleArn"]["Value"]["Fn::GetAtt"][0]
+    assert outputs["SecretWriterRoleArn"]["OutputValue"] == lab.client("iam").get_role(
+        RoleName=deployed.physical[writer])["Role"]["Arn"]  # fmt: skip
+    assert outputs["StateMachineArn"]["OutputValue"] == deployed.state_machine_arn
+    assert outputs["SecretsKeyArn"]["OutputValue"] == deployed.kms_key_arn
+    assert json.loads(outputs["AgentPolicyDocument"]["OutputValue"])["Statement"]
+    printed = deployed.cli_runs[1].output
+    assert f"{STACK_NAME}.StateMachineArn = {deployed.state_machine_arn}\n" in printed
 
 
 def test_functions_run_the_deployed_asset_and_layer_in_a_clean_interpreter(lab: Any, deployed: DeployedStack) -> None:
@@ -221,4 +276,9 @@ def test_a_module_missing_from_the_asset_fails_the_workflow_with_the_import_erro
     assert "Runtime.ImportModuleError" in result.get("cause", "") + result.get("error", "")
     assert "No module named 'lambdas.normalise_request.logic'" in result.get("cause", "")
     restored = run(lab, deployed, cloudtrail_event(unique_name))
-    assert "Runtime.ImportModuleError" not in restored.get("cause", "") + restored.get("error", "")
+    history = lab.client("stepfunctions").get_execution_history(executionArn=restored["executionArn"],
+                                                                maxResults=1000)["events"]  # fmt: skip
+    exited = {e["stateExitedEventDetails"]["name"]: e["stateExitedEventDetails"] for e in history
+              if "stateExitedEventDetails" in e}  # fmt: skip
+    assert json.loads(exited["NormaliseRequest"]["output"])["request"]["clusterName"] == unique_name, exited
+    assert "CreateRequested" in exited  # the workflow went on past the restored step

@@ -6,13 +6,17 @@ link cut -> the drill with real kubectl -> offline renewals with kubectl never f
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.demo import GRANT_LANE, OFFLINE_LANE, DemoOptions, DemoResult, run_demo
+from lab.deploy import lab_deployment
 from lab.drill import TLS_HANDSHAKE_TIMEOUT, UNAUTHORIZED
 
 pytestmark = pytest.mark.xdist_group("demo-e2e")  # one worker runs the story once for every test here
@@ -42,6 +46,35 @@ def test_before_the_cut_the_region_shows_the_cluster_ready(demo: tuple[DemoResul
     assert "Lifeline/OfflineAccessReady{ClusterName=e2e-demo-local} = 1 at " in text
     assert "alarm lifeline-readiness-e2e-demo-local (Outpost op-" in text and "): OK once this 5-minute" in text
     assert text.index("): OK once this") < text.index("the service link is cut")
+
+
+def test_the_region_side_is_deployed_with_the_two_cdk_commands_shown_as_a_user_types_them(
+    demo: tuple[DemoResult, list[str], Path], lab: Any
+) -> None:
+    _, lines, _ = demo
+    messages = [line.split("] ", 1)[1] for line in lines]
+    shown = [i for i, message in enumerate(messages) if message.startswith("  $ ")]
+    assert len(shown) == 2, messages
+    runs = lab_deployment(lab).cli_runs  # the deployment the demo made (one per lab)
+    for index, run in zip(shown, runs, strict=True):
+        words = shlex.split(messages[index][4:])
+        environment = dict(word.split("=", 1) for word in words[: words.index("npx")])
+        assert environment["AWS_ENDPOINT_URL"] == lab.region_url and environment["AWS_REGION"] == lab.region.name
+        assert words[words.index("npx"):] == ["npx", "cdk", *run.command[1:]]  # retyped, it is what ran
+    environment = f"aws://{lab.region.account_id}/{lab.region.name}"
+    bootstrap, deploy = (shlex.split(messages[index][4:]) for index in shown)
+    assert bootstrap[bootstrap.index("cdk") :][:3] == ["cdk", "bootstrap", environment]
+    assert deploy[deploy.index("cdk") :][:3] == ["cdk", "deploy", "Lifeline"]
+    context = dict(deploy[i + 1].split("=", 1) for i, word in enumerate(deploy) if word == "-c")
+    assert context["lifeline:pollIntervalSeconds"] == "1"
+    outposts = list(lab.describe_cluster("e2e-demo-local").outpost_arns)
+    assert json.loads(context["lifeline:allowedOutpostArns"]) == outposts
+    indented = [itertools.takewhile(lambda m: m.startswith("    "), messages[i + 1 :]) for i in shown]
+    results = [[m.strip() for m in block] for block in indented]
+    bootstrapped, deployed = results  # the CLI's result lines, then the seconds the command took
+    assert f"✅  Environment {environment} bootstrapped." in bootstrapped and "✅  Lifeline" in deployed
+    assert any(line.startswith("✨  Deployment time: ") for line in deployed)
+    assert all(re.fullmatch(r"\(\d+\.\d s\)", lines[-1]) for lines in results)
 
 
 def test_the_workflow_ran_from_the_cloudtrail_event_to_ready(demo: tuple[DemoResult, list[str], Path]) -> None:
