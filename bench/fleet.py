@@ -20,7 +20,6 @@ at once; time until every execution ended, and how many succeeded.
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 import uuid
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.schedule import deadline_window
 from lab.agentkit import (
     RENEWED,
     AgentProcess,
@@ -64,24 +64,9 @@ def timed_pass(lab: Any, config: Path) -> dict[str, Any]:
             "finished_at": time.time()}  # fmt: skip
 
 
-class _Fraction(random.Random):
-    """A random source whose ``uniform`` is one fixed fraction: the agent's deadline rule at that point."""
-
-    def __init__(self, fraction: float) -> None:
-        super().__init__(0)
-        self.fraction = fraction
-
-    def uniform(self, a: float, b: float) -> float:
-        return self.fraction
-
-
 def latest_deadline(not_before: float, not_after: float, received_at: float) -> float:
     """The latest renewal deadline the agent can draw for this certificate (every fraction it may pick)."""
-    from lifeline_agent.deadline import HIGH, LOW, renewal_deadline
-
-    steps = 400
-    return float(max(renewal_deadline(not_before, not_after, _Fraction(LOW + (HIGH - LOW) * i / steps),
-                                      received_at=received_at) for i in range(steps + 1)))  # fmt: skip
+    return deadline_window(not_before, not_after, received_at)[1]
 
 
 def lifetime_for(room: float) -> int:
