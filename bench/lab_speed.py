@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.common import spread, write_result
+from bench.common import run_and_write, spread
 
 ROUNDS = {"full": 60, "quick": 15, "smoke": 4}
 LATENCY_BLOCKS = {"full": 20, "quick": 6, "smoke": 2}
@@ -260,10 +260,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def main(argv: list[str]) -> int:
     variant = "smoke" if "--smoke" in argv else "quick" if "--quick" in argv else "full"
-    started = time.monotonic()
-    result = run(variant)
-    result["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(f"lab_speed: wrote {write_result('lab_speed', variant, result)}", flush=True)
+    path, result = run_and_write("lab_speed", variant, lambda: run(variant))
+    print(f"lab_speed: wrote {path}", flush=True)
     return 1 if result.get("failures") else 0
 
 

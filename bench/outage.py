@@ -7,6 +7,8 @@ point had passed by then, as it has for most draws with the signer's 5-minute ba
 land between its predecessor's earliest and latest deadline (plus the step's own time) and before the
 predecessor's notAfter, and the number of renewals must match the count the rule predicts (within 3 standard
 deviations). The shortest time between two renewals is recorded too.
+
+On each control-plane backend that can run here (``bench/backends.py``), one after the other.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.backends import BACKENDS, describe, on_each_backend
 from bench.common import spread
 from bench.schedule import deadline_window, deadlines
 from lab.agentkit import (
@@ -79,16 +83,16 @@ def check_schedule(installs: list[tuple[float, float]]) -> dict[str, Any]:
             "on_schedule": not early and not late and not expired_gaps}  # fmt: skip
 
 
-def run(variant: str) -> dict[str, Any]:
-    isolate_from_aws()
+def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
+    """The outage on one cluster of ``backend``, in a lab of its own."""
     outage = OUTAGE_SECONDS[variant]
-    with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp, started_lab(Path(tmp) / "lab") as lab:
+    with started_lab(tmp / "lab", control_plane=backend) as lab:
         cluster = seeded_cluster(lab, "outage")
         lab.control_plane(cluster).set_signing_duration(SIGNING_SECONDS)
-        config = write_config(lab, Path(tmp) / "agent", [cluster], probe_interval="5s")
-        state = Path(tmp) / "agent" / "state"
+        config = write_config(lab, tmp / "agent", [cluster], probe_interval="5s")
+        state = tmp / "agent" / "state"
         kubeconfig = state / cluster / "kubeconfig"
-        agent = AgentProcess(lab, config, Path(tmp) / "agent.log")
+        agent = AgentProcess(lab, config, tmp / "agent.log")
         try:
             wait_for(lambda: read_status(state, cluster).get("state") == "ready", 60, "the first kubeconfig")
             cut_at = time.time()
@@ -120,8 +124,7 @@ def run(variant: str) -> dict[str, Any]:
     schedule = check_schedule(before_cut[-1:] + during)
     disconnected = [r for r in records if r.get("message") == "service link disconnected"]
     result = {
-        "what": f"link cut for {outage} s; {SIGNING_SECONDS}-second certificates (backdated "
-                f"{BACKDATE_SECONDS} s); kubectl get svc through the offline kubeconfig every {KUBECTL_EVERY:g} s",
+        "control_plane": describe(backend),
         "outage_seconds": round(restored_at - cut_at, 1),
         "kubectl_calls": calls,
         "kubectl_failures": len(failures),
@@ -137,7 +140,24 @@ def run(variant: str) -> dict[str, Any]:
         "agent_alive": alive,
         "exit_code_after_sigterm": exit_code,
     }
-    print(f"outage: {calls} kubectl calls, {len(failures)} failed; {len(during)} renewals (schedule expects "
-          f"{expected:.1f} +- {deviation:.1f}), every renewal in its window: {schedule['on_schedule']}",
+    print(f"outage [{backend}]: {calls} kubectl calls, {len(failures)} failed; {len(during)} renewals (schedule "
+          f"expects {expected:.1f} +- {deviation:.1f}), every renewal in its window: {schedule['on_schedule']}",
           flush=True)  # fmt: skip
     return result
+
+
+def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
+    isolate_from_aws()
+
+    def in_own_lab(backend: str) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix=f"bench-outage-{backend}-") as tmp:
+            return measure(backend, variant, Path(tmp))
+
+    measured, failures = on_each_backend("outage", backends, in_own_lab)
+    return {
+        "what": f"link cut for {OUTAGE_SECONDS[variant]} s; {SIGNING_SECONDS}-second certificates (backdated "
+                f"{BACKDATE_SECONDS} s); kubectl get svc through the offline kubeconfig every {KUBECTL_EVERY:g} s; "
+                "each control-plane backend in a lab of its own, one after the other",
+        "backends": measured,
+        **({"failures": failures} if failures else {}),
+    }  # fmt: skip
