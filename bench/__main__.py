@@ -2,54 +2,47 @@
 benchmarks, write bench/results/ (or $BENCH_RESULTS_DIR).
 
 With no names: renewal, fleet and lambda_package one after the other, then footprint and outage side by side (each
-in its own process with its own lab: the 10-minute idle and the 10-minute outage overlap), then SUMMARY.md.
-renewal runs on every control-plane backend that can run here (emulated, and real when ../shared/kube has
-the binaries; else real is recorded as skipped, with the reason); the others run on the emulated one.
+in its own process with its own labs: the idle periods and the outages overlap), then SUMMARY.md.
+
+Control planes (each row of SUMMARY.md names its own): renewal, footprint and outage run on every backend that
+can run here, one after the other, each in a lab of its own: emulated (the lab's API server) and real (etcd +
+kube-apiserver + kube-controller-manager from ../shared/kube; where the binaries are missing, real is recorded as
+skipped, with the reason); --backend picks some of them. Footprint's 50-cluster idle figure is emulated only (50
+real control planes are 150 processes on 2 cores; the row says so). fleet runs one agent over 50 emulated and
+10 real clusters (real skipped the same way) and the Region workflow on emulated ones; lambda_package uses no
+control plane. Separately:
+``python -m bench.lab_speed`` (signer delay on both backends, the emulated API server's request latency) and
+``python -m bench.flap_heap`` (the link probe's heap; it talks to the Region only, no control plane).
 --smoke is the shortest variant (a few rounds, seconds of idle/outage), to prove the benchmarks still run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench import summary
-from bench.common import write_result
-
-BACKENDS = ("emulated", "real")  # bench.renewal.BACKENDS (not imported here: it pulls in the lab)
+from bench.backends import BACKENDS
+from bench.common import run_and_write
 
 NAMES = ("renewal", "footprint", "fleet", "outage", "lambda_package")
+ON_EACH_BACKEND = ("renewal", "footprint", "outage")  # run(variant, backends)
 
 
-def runner(name: str) -> Callable[[str], dict[str, Any]]:
-    if name == "renewal":
-        from bench.renewal import run
-    elif name == "footprint":
-        from bench.footprint import run
-    elif name == "fleet":
-        from bench.fleet import run
-    elif name == "lambda_package":
-        from bench.lambda_package import run
-    else:
-        from bench.outage import run
-    return run
+def runner(name: str) -> Callable[..., dict[str, Any]]:
+    module: Any = importlib.import_module(f"bench.{name}")  # each benchmark imports the lab only when it runs
+    return module.run  # type: ignore[no-any-return]
 
 
 def run_one(name: str, variant: str, backends: Sequence[str] | None = None) -> bool:
     """Run benchmark ``name`` and write its JSON; False when part of it failed (recorded in ``failures``)."""
-    started = time.monotonic()
-    if name == "renewal" and backends:
-        from bench.renewal import run as run_renewal
-
-        result = run_renewal(variant, backends)
-    else:
-        result = runner(name)(variant)
-    result["wall_seconds"] = round(time.monotonic() - started, 1)
-    path = write_result(name, variant, result)
+    run = runner(name)
+    args = (variant, backends) if name in ON_EACH_BACKEND and backends else (variant,)
+    path, result = run_and_write(name, variant, lambda: run(*args))
     print(f"{name}: wrote {path} ({result['wall_seconds']} s)", flush=True)
     for failure in result.get("failures", []):
         print(f"{name}: FAILED {failure}", file=sys.stderr, flush=True)
@@ -64,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     variants.add_argument("--quick", action="store_true", help="short variant (1-2 min idle/outage, fewer rounds)")
     variants.add_argument("--smoke", action="store_true", help="shortest variant (3 rounds, 15-30 s idle/outage)")
     parser.add_argument("--backend", action="append", choices=BACKENDS, dest="backends",
-                        help="control-plane backend(s) of renewal (repeatable; default: all)")  # fmt: skip
+                        help=f"control-plane backend(s) of {', '.join(ON_EACH_BACKEND)} (repeatable; default: "
+                             "every one that can run here)")  # fmt: skip
     args = parser.parse_args(argv)
     variant = "smoke" if args.smoke else "quick" if args.quick else "full"
     unknown = [name for name in args.names if name not in NAMES]
@@ -78,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("renewal", "fleet", "lambda_package"):
             ok = run_one(name, variant, args.backends) and ok
         flags = {"smoke": ["--smoke"], "quick": ["--quick"]}.get(variant, [])
+        flags += [f"--backend={backend}" for backend in args.backends or ()]
         children = [subprocess.Popen([sys.executable, "-m", "bench", *flags, name]) for name in ("footprint", "outage")]
         codes = [child.wait() for child in children]
         if any(codes):

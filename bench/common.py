@@ -8,6 +8,7 @@ import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ def spread(samples: list[float]) -> dict[str, float | int]:
     }
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages, rounded."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine() -> dict[str, Any]:
     kubectl = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "kubectl"
     version = subprocess.run([str(kubectl), "version", "--client", "-o", "json"], capture_output=True, text=True,
@@ -43,7 +49,7 @@ def machine() -> dict[str, Any]:
     except (ValueError, KeyError):
         kubectl_version = "unknown"
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-            "kubectl": kubectl_version, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+            "kubectl": kubectl_version, "load_average_at_end": load_average()}  # fmt: skip
 
 
 def write_result(name: str, variant: str, result: dict[str, Any]) -> Path:
@@ -53,6 +59,17 @@ def write_result(name: str, variant: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def run_and_write(name: str, variant: str, run: Callable[[], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """Run one benchmark and write its JSON, with its wall time and the load average before it started (the
+    one at the end, in ``machine``, counts the benchmark's own work too)."""
+    load_at_start = load_average()
+    started = time.monotonic()
+    result = run()
+    result["wall_seconds"] = round(time.monotonic() - started, 1)
+    result["load_average_at_start"] = load_at_start
+    return write_result(name, variant, result), result
 
 
 def read_result(name: str) -> dict[str, Any] | None:

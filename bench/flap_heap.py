@@ -5,7 +5,8 @@ and pages touched late, so a small rise there does not say whether something is 
 agent's link monitor (the production probe: botocore STS through the lab's service link) sees the link cut
 and restored, in this process with ``tracemalloc`` on; the heap traced to the agent's side (lifeline_agent,
 botocore, urllib3; not moto or the lab) is compared after a warm-up against after N and after 2N more
-flaps. A per-flap leak grows with N; caches that fill once do not.
+flaps. A per-flap leak grows with N; caches that fill once do not. No control plane takes part (the cluster in
+the configuration is never contacted), so this runs on no backend.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_result
+from bench.common import run_and_write
 from lab.agentkit import agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
 
 FLAPS = {"full": 100, "quick": 30, "smoke": 5}
+NO_CONTROL_PLANE = ("the link probe asks the Region's STS through the service link and nothing else: no request "
+                    "reaches a control plane, so no backend is chosen (bench/footprint.py measures whole agents "
+                    "over flaps on each backend)")
 WARM_UP = 20
 AGENT_SIDE = ("lifeline_agent", "botocore", "urllib3")
 NOT_AGENT = ("moto", "/lab/", "werkzeug")
@@ -74,13 +78,14 @@ def run(variant: str) -> dict[str, Any]:
             tracemalloc.stop()
     per_flap = (grown["after_2n_more"]["bytes"] - grown["after_n"]["bytes"]) / (2 * flaps)
     return {"what": __doc__.split("\n\n")[1].replace("\n", " "), "warm_up_flaps": WARM_UP, "grown": grown,
-            "bytes_per_flap_after_n": round(per_flap, 1), "control_plane_backend": "emulated"}  # fmt: skip
+            "bytes_per_flap_after_n": round(per_flap, 1), "control_plane_backend": "none",
+            "why_no_control_plane": NO_CONTROL_PLANE}  # fmt: skip
 
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     first, more = result["grown"]["after_n"], result["grown"]["after_2n_more"]
     return [(f"Agent heap (tracemalloc) over service-link cuts and restores, after {result['warm_up_flaps']} to warm",
-             "emulated",
+             "none (Region only)",
              f"+{first['bytes'] / 1024:.1f} KiB after {first['flaps']}, +{more['bytes'] / 1024:.1f} KiB after "
              f"{more['flaps']}: **{result['bytes_per_flap_after_n']:.0f} B per flap** past the first {first['flaps']}",
              "agent-side allocations only (lifeline_agent, botocore, urllib3), the production link probe through "
@@ -89,10 +94,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def main(argv: list[str]) -> int:
     variant = "smoke" if "--smoke" in argv else "quick" if "--quick" in argv else "full"
-    started = time.monotonic()
-    result = run(variant)
-    result["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(f"flap_heap: wrote {write_result('flap_heap', variant, result)}", flush=True)
+    path, result = run_and_write("flap_heap", variant, lambda: run(variant))
+    print(f"flap_heap: wrote {path}", flush=True)
     return 0
 
 

@@ -20,7 +20,6 @@ at once; time until every execution ended, and how many succeeded.
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 import uuid
@@ -28,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.backends import describe, unavailable
+from bench.schedule import deadline_window
 from lab.agentkit import (
     RENEWED,
     AgentProcess,
@@ -64,24 +65,9 @@ def timed_pass(lab: Any, config: Path) -> dict[str, Any]:
             "finished_at": time.time()}  # fmt: skip
 
 
-class _Fraction(random.Random):
-    """A random source whose ``uniform`` is one fixed fraction: the agent's deadline rule at that point."""
-
-    def __init__(self, fraction: float) -> None:
-        super().__init__(0)
-        self.fraction = fraction
-
-    def uniform(self, a: float, b: float) -> float:
-        return self.fraction
-
-
 def latest_deadline(not_before: float, not_after: float, received_at: float) -> float:
     """The latest renewal deadline the agent can draw for this certificate (every fraction it may pick)."""
-    from lifeline_agent.deadline import HIGH, LOW, renewal_deadline
-
-    steps = 400
-    return float(max(renewal_deadline(not_before, not_after, _Fraction(LOW + (HIGH - LOW) * i / steps),
-                                      received_at=received_at) for i in range(steps + 1)))  # fmt: skip
+    return deadline_window(not_before, not_after, received_at)[1]
 
 
 def lifetime_for(room: float) -> int:
@@ -192,16 +178,8 @@ def agent_fleet(lab: Any, directory: Path, count: int) -> dict[str, Any]:
                for key, figures in serial["once_passes"].items() if default["once_passes"][key]["seconds"]}
     speedup["run_from_nothing_to_all_ready"] = round(serial["run_from_nothing_to_all_ready_seconds"]
                                                      / default["run_from_nothing_to_all_ready_seconds"], 2)
-    return {"clusters": count, "control_plane": describe_backend(lab.control_plane_backend), "modes": modes,
+    return {"clusters": count, "control_plane": describe(lab.control_plane_backend), "modes": modes,
             "serial_over_default": speedup}
-
-
-def describe_backend(backend: str) -> str:
-    if backend == "real":
-        from lab.controlplane.real import KUBE_VERSION
-
-        return f"real: etcd + kube-apiserver + kube-controller-manager {KUBE_VERSION} per cluster (separate processes)"
-    return "emulated: the lab's API server, one per cluster, in the benchmark's process"
 
 
 def cloudtrail_event(lab: Any, name: str, event_id: str) -> dict[str, Any]:
@@ -298,12 +276,6 @@ def _has_secret(secrets: Any, name: str) -> bool:
     return True
 
 
-def real_unavailable() -> str | None:
-    from lab.controlplane.real import unavailable_reason
-
-    return unavailable_reason()
-
-
 def run(variant: str) -> dict[str, Any]:
     isolate_from_aws()
     backends: dict[str, Any] = {}
@@ -311,7 +283,7 @@ def run(variant: str) -> dict[str, Any]:
         with started_lab(Path(tmp) / "lab-agent") as lab:
             backends["emulated"] = agent_fleet(lab, Path(tmp) / "emulated", AGENT_CLUSTERS[variant])
         print(f"fleet agent [emulated]: {json.dumps(backends['emulated'])}", flush=True)
-        reason = real_unavailable()
+        reason = unavailable("real")
         if reason is None:
             with started_lab(Path(tmp) / "lab-agent-real", control_plane="real") as lab:
                 backends["real"] = agent_fleet(lab, Path(tmp) / "real", REAL_CLUSTERS[variant])

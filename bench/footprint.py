@@ -1,12 +1,13 @@
 """Footprint: ``lifeline-agent run`` idle with 3 and with 50 clusters, and over service-link flaps.
 
-Three agent processes, one after the other, on one lab (emulated control planes), each started with the
-environment the systemd unit sets (``Environment=`` of ``agent/systemd/lifeline-agent.service``):
+On each control-plane backend that can run here (``bench/backends.py``), in a lab of its own, one after the
+other: agent processes one after the other, each started with the environment the systemd unit sets
+(``Environment=`` of ``agent/systemd/lifeline-agent.service``):
 
 - ``idle_3``: 3 clusters, production timings (probe every 30 s, verify every 5 minutes, 7-day certificates):
   start-up to READY, then resident memory and CPU time while idle (full: 10 minutes; quick: 1; smoke: 15 s).
-- ``idle_50``: 50 clusters (quick 10, smoke 5), the same timings: resident memory once every cluster is ready
-  and after an idle period, and what each cluster adds.
+- ``idle_many``: 50 clusters (quick 10, smoke 5), the same timings: resident memory once every cluster is ready
+  and after an idle period, and what each cluster adds. Emulated backend only (``MANY_REAL`` says why).
 - ``flaps``: 3 clusters, the link probed every second; the service link is cut until the agent logs
   "service link disconnected", then restored until it logs "connected": 100 times (quick 20, smoke 5). RSS
   after the first 10 % of the flaps (allocator and caches warm) against RSS after the last.
@@ -20,10 +21,11 @@ from __future__ import annotations
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.backends import BACKENDS, describe, on_each_backend
 from lab.agentkit import (
     REPO,
     AgentProcess,
@@ -149,32 +151,51 @@ def flap(lab: Any, run: _Run, count: int) -> dict[str, Any]:
             "rss_growth_kib": end - after_warm, "flap_samples": samples}  # fmt: skip
 
 
-def run(variant: str) -> dict[str, Any]:
-    isolate_from_aws()
-    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp, started_lab(Path(tmp) / "lab") as lab:
+MANY_REAL = ("emulated only: 50 real control planes are 150 processes (etcd, kube-apiserver, "
+             "kube-controller-manager each) on this machine's 2 cores; bench/fleet.py runs 10 real clusters at most")
+
+
+def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
+    """idle_3, idle_many (emulated only) and flaps, one agent process after the other, in a lab of ``backend``."""
+    with started_lab(tmp / "lab", control_plane=backend) as lab:
         few = [seeded_cluster(lab, "footprint") for _ in range(CLUSTERS)]
-        idle_3 = _measured(lab, Path(tmp) / "idle-3", few, lambda r: r.idle(IDLE_SECONDS[variant]))
-        many = few + [seeded_cluster(lab, "footprint") for _ in range(MANY_CLUSTERS[variant] - CLUSTERS)]
-        idle_many = _measured(lab, Path(tmp) / "idle-many", many, lambda r: r.idle(IDLE_SECONDS_MANY[variant]))
-        flaps = _measured(lab, Path(tmp) / "flaps", few, lambda r: flap(lab, r, FLAPS[variant]),
+        idle_3 = _measured(lab, tmp / "idle-3", few, lambda r: r.idle(IDLE_SECONDS[variant]))
+        idle_many: dict[str, Any] = {"not_measured": MANY_REAL}
+        if backend == "emulated":
+            many = few + [seeded_cluster(lab, "footprint") for _ in range(MANY_CLUSTERS[variant] - CLUSTERS)]
+            idle_many = _measured(lab, tmp / "idle-many", many, lambda r: r.idle(IDLE_SECONDS_MANY[variant]))
+        flaps = _measured(lab, tmp / "flaps", few, lambda r: flap(lab, r, FLAPS[variant]),
                           probe_interval="1s", probe_timeout="1s")  # fmt: skip
-    per_cluster = (idle_many["idle_rss_kib_end"] - idle_3["idle_rss_kib_end"]) / (len(many) - CLUSTERS)
-    result = {
-        "what": "lifeline-agent run with the systemd unit's environment; production timings (backoff cap 30 s) "
-                "for idle_3 and idle_many (idle = all clusters ready, no renewal due); flaps: probe every 1 s",
-        "unit_environment": unit_environment(),
-        "idle_3": idle_3, "idle_many": idle_many, "flaps": flaps,
-        "rss_kib_per_extra_cluster": round(per_cluster),
-        # the keys of the 3-cluster figures at the top level, as before
-        **{key: idle_3[key] for key in ("clusters", "startup_to_ready_seconds", "startup_to_all_clusters_ready_seconds",
-                                         "rss_kib_at_ready", "idle_seconds", "idle_cpu_seconds", "idle_cpu_percent",
-                                         "idle_rss_kib_end", "peak_rss_kib_vmhwm", "renewals_while_idle")},
-    }  # fmt: skip
-    failures = [f"{name}: the agent died" for name, part in (("idle_3", idle_3), ("idle_many", idle_many),
-                                                              ("flaps", flaps)) if not part["alive_at_end"]]
-    if failures:
-        result["failures"] = failures
-    print(f"footprint: 3 clusters RSS {idle_3['idle_rss_kib_end']} KiB, idle CPU {idle_3['idle_cpu_percent']} %; "
-          f"{len(many)} clusters RSS {idle_many['idle_rss_kib_end']} KiB; {flaps['flaps']} flaps: RSS "
-          f"{flaps['rss_kib_after_warm_up']} -> {flaps['rss_kib_after_flaps']} KiB", flush=True)  # fmt: skip
+    result: dict[str, Any] = {"control_plane": describe(backend), "idle_3": idle_3, "idle_many": idle_many,
+                              "flaps": flaps}  # fmt: skip
+    if "clusters" in idle_many:
+        grown = idle_many["idle_rss_kib_end"] - idle_3["idle_rss_kib_end"]
+        result["rss_kib_per_extra_cluster"] = round(grown / (idle_many["clusters"] - CLUSTERS))
+    result["agent_died_in"] = [name for name in ("idle_3", "idle_many", "flaps")
+                               if result[name].get("alive_at_end") is False]  # fmt: skip
+    many_text = (f"{idle_many['clusters']} clusters RSS {idle_many['idle_rss_kib_end']} KiB"
+                 if "clusters" in idle_many else "no 50-cluster run")  # fmt: skip
+    print(f"footprint [{backend}]: 3 clusters RSS {idle_3['idle_rss_kib_end']} KiB, idle CPU "
+          f"{idle_3['idle_cpu_percent']} %; {many_text}; {flaps['flaps']} flaps: RSS {flaps['rss_kib_after_warm_up']} "
+          f"-> {flaps['rss_kib_after_flaps']} KiB", flush=True)  # fmt: skip
     return result
+
+
+def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
+    isolate_from_aws()
+
+    def in_own_lab(backend: str) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix=f"bench-footprint-{backend}-") as tmp:
+            return measure(backend, variant, Path(tmp))
+
+    measured, failures = on_each_backend("footprint", backends, in_own_lab)
+    failures += [f"footprint [{backend}] {part}: the agent died" for backend, figures in measured.items()
+                 for part in figures.get("agent_died_in", [])]  # fmt: skip
+    return {
+        "what": "lifeline-agent run with the systemd unit's environment; production timings (backoff cap 30 s) "
+                "for idle_3 and idle_many (idle = all clusters ready, no renewal due); flaps: probe every 1 s; "
+                "each control-plane backend in a lab of its own, one after the other",
+        "unit_environment": unit_environment(),
+        "backends": measured,
+        **({"failures": failures} if failures else {}),
+    }  # fmt: skip

@@ -9,9 +9,12 @@ is opened, the approval is PUT, and the delay runs from the PUT's answer to the 
 (kube-controller-manager v1.28.7's csrsigning controller, via :mod:`lab.controlplane.real`) and ``emulated``
 (:mod:`lab.controlplane.signer`, whose ``SIGNING_DELAY`` is set from the real figure).
 
-Request latency: one GET as the lab admin on a new TLS connection to the emulated API server (werkzeug closes
-every connection), and the TLS handshake alone, with ``lab.controlplane.listener.TCP_NODELAY`` on and off in
-alternating blocks on one server: the ratio is the cost of Nagle's algorithm the lab no longer adds.
+Request latency: one GET as the lab admin on a new TLS connection to the emulated API server, and the TLS
+handshake alone, with ``lab.controlplane.listener.TCP_NODELAY`` on and off in alternating blocks on one server:
+the ratio is the cost of Nagle's algorithm the lab no longer adds. In the same rotation, GETs one after the
+other on one ``http.client`` connection (TCP_NODELAY on), which reconnects whenever the server closed the
+connection: the connections it opened per GET say whether the server kept the connection alive (0) or
+closed it after each answer (1), and the ratio to a GET on a new connection is what keep-alive saves a client.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.common import spread, write_result
+from bench.common import run_and_write, spread
 
 ROUNDS = {"full": 60, "quick": 15, "smoke": 4}
 LATENCY_BLOCKS = {"full": 20, "quick": 6, "smoke": 2}
@@ -121,6 +124,34 @@ def _timed_get(admin: _Admin) -> float:
         connection.close()
 
 
+class _CountingConnection(http.client.HTTPSConnection):
+    """An ``http.client`` connection that counts the TLS connections it opens (it reconnects when the server closed)."""
+
+    opened = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self.opened += 1
+
+
+def _timed_kept_alive_gets(admin: _Admin, count: int) -> tuple[list[float], int]:
+    """``count`` GETs one after the other on one client after an untimed first one; the connections opened for them."""
+    connection = _CountingConnection(admin.host, admin.port, context=admin.context, timeout=TIMEOUT)
+    times = []
+    try:
+        for number in range(count + 1):
+            started = time.perf_counter()
+            connection.request("GET", "/api/v1/namespaces/default/services/kubernetes")
+            connection.getresponse().read()
+            if number:
+                times.append(time.perf_counter() - started)
+            else:
+                connection.opened = 0
+        return times, connection.opened
+    finally:
+        connection.close()
+
+
 def _timed_handshake(admin: _Admin) -> float:
     started = time.perf_counter()
     with socket.create_connection((admin.host, admin.port), timeout=TIMEOUT) as raw, \
@@ -129,10 +160,11 @@ def _timed_handshake(admin: _Admin) -> float:
 
 
 def request_latency(admin: _Admin, blocks: int) -> dict[str, Any]:
-    """GET on a new connection and the TLS handshake alone, Nagle on vs off, alternating blocks."""
+    """GET on a new connection and the TLS handshake alone, Nagle on vs off, and GETs on one client; alternating."""
     from lab.controlplane import listener
 
     samples: dict[str, list[float]] = {}
+    opened = 0
     try:
         for _ in range(blocks):
             for label, no_delay in (("nagle", False), ("nodelay", True)):
@@ -140,11 +172,16 @@ def request_latency(admin: _Admin, blocks: int) -> dict[str, Any]:
                 for _ in range(LATENCY_BLOCK):
                     samples.setdefault(f"get_{label}", []).append(_timed_get(admin))
                     samples.setdefault(f"handshake_{label}", []).append(_timed_handshake(admin))
+            times, connections = _timed_kept_alive_gets(admin, LATENCY_BLOCK)
+            samples.setdefault("get_kept_alive", []).extend(times)
+            opened += connections
     finally:
         listener.TCP_NODELAY = True
     figures = {name: spread(values) for name, values in samples.items()}
-    return {"seconds": figures, "get_nagle_over_nodelay_median":
-            round(float(figures["get_nagle"]["median"]) / float(figures["get_nodelay"]["median"]), 2)}  # fmt: skip
+    median = {name: float(values["median"]) for name, values in figures.items()}
+    return {"seconds": figures, "get_nagle_over_nodelay_median": round(median["get_nagle"] / median["get_nodelay"], 2),
+            "get_new_connection_over_kept_alive_median": round(median["get_nodelay"] / median["get_kept_alive"], 2),
+            "connections_opened_per_kept_alive_get": round(opened / len(samples["get_kept_alive"]), 3)}  # fmt: skip
 
 
 def run(variant: str) -> dict[str, Any]:
@@ -181,10 +218,13 @@ def run(variant: str) -> dict[str, Any]:
         "emulated_over_real_median": round(float(emulated_spread["median"]) / float(real_spread["median"]), 2),
     }  # fmt: skip
     latency["what"] = ("emulated API server: GET /api/v1/namespaces/default/services/kubernetes on a new TLS "
-                       "connection, and the handshake alone; TCP_NODELAY off vs on, alternating blocks")
+                       "connection, and the handshake alone, TCP_NODELAY off vs on; GETs one after the other on "
+                       "one http.client connection (reconnecting if the server closed it); alternating blocks")
     print(f"signer delay: real median {1000 * float(real_spread['median']):.1f} ms, emulated "
           f"{1000 * float(emulated_spread['median']):.1f} ms; GET with Nagle / without: "
-          f"{latency['get_nagle_over_nodelay_median']}x", flush=True)  # fmt: skip
+          f"{latency['get_nagle_over_nodelay_median']}x; new connection / kept alive: "
+          f"{latency['get_new_connection_over_kept_alive_median']}x, connections opened per kept-alive GET "
+          f"{latency['connections_opened_per_kept_alive_get']}", flush=True)  # fmt: skip
     return {"signer_delay": signer, "request_latency": latency}
 
 
@@ -208,15 +248,20 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"**{latency['get_nagle_over_nodelay_median']}x**",
                  f"TLS handshake alone {1000 * seconds['handshake_nagle']['median']:.1f} ms vs "
                  f"{1000 * seconds['handshake_nodelay']['median']:.1f} ms; alternating blocks"))  # fmt: skip
+    if "get_kept_alive" in seconds:
+        kept = seconds["get_kept_alive"]
+        rows.append((f"Lab API server: GET on a kept-alive connection vs on a new one (median of {kept['n']})",
+                     "emulated", f"{1000 * kept['median']:.1f} ms vs {1000 * seconds['get_nodelay']['median']:.1f} ms: "
+                     f"**{latency['get_new_connection_over_kept_alive_median']}x**",
+                     f"connections opened per kept-alive GET: {latency['connections_opened_per_kept_alive_get']:g} "
+                     "(0: the server keeps connections alive, as kube-apiserver does); TCP_NODELAY on"))  # fmt: skip
     return rows
 
 
 def main(argv: list[str]) -> int:
     variant = "smoke" if "--smoke" in argv else "quick" if "--quick" in argv else "full"
-    started = time.monotonic()
-    result = run(variant)
-    result["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(f"lab_speed: wrote {write_result('lab_speed', variant, result)}", flush=True)
+    path, result = run_and_write("lab_speed", variant, lambda: run(variant))
+    print(f"lab_speed: wrote {path}", flush=True)
     return 1 if result.get("failures") else 0
 
 

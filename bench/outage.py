@@ -1,10 +1,14 @@
 """Long outage with short certificates: the service link is down (full: 10 minutes; quick: 2 minutes) while
 ``lifeline-agent run`` keeps a 60-second-certificate kubeconfig current and kubectl uses it every 2 seconds.
 
-The schedule is the agent's own rule (``lifeline_agent.deadline.renewal_deadline``, the kubelet's 70-90 %
-of the lifetime, adjusted for the signer's 5-minute backdate): every renewal must land in its predecessor's
-window (plus the step's own time) and before the predecessor's notAfter, and the number of renewals must
-match the count the rule predicts (within 3 standard deviations).
+The schedule is the agent's own rule (``lifeline_agent.deadline.renewal_deadline`` through ``bench/schedule.py``:
+the kubelet's 70-90 % of the lifetime, or of what was left when the certificate arrived where the kubelet's
+point had passed by then, as it has for most draws with the signer's 5-minute backdate): every renewal must
+land between its predecessor's earliest and latest deadline (plus the step's own time) and before the
+predecessor's notAfter, and the number of renewals must match the count the rule predicts (within 3 standard
+deviations). The shortest time between two renewals is recorded too.
+
+On each control-plane backend that can run here (``bench/backends.py``), one after the other.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.backends import BACKENDS, describe, on_each_backend
 from bench.common import spread
+from bench.schedule import deadline_window, deadlines
 from lab.agentkit import (
     RENEWED,
     AgentProcess,
@@ -32,7 +39,6 @@ OUTAGE_SECONDS = {"full": 600, "quick": 120, "smoke": 30, "probe": 90}
 SIGNING_SECONDS = 60
 BACKDATE_SECONDS = 300
 LIFETIME = SIGNING_SECONDS + BACKDATE_SECONDS
-LOW, HIGH = 0.7, 0.9
 KUBECTL_EVERY = 2.0
 SLACK_SECONDS = 5.0  # a renewal's own duration plus the loop's wake-up
 
@@ -45,34 +51,12 @@ def parse_not_after(text: str) -> float:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
-class FixedFraction:
-    """A stand-in for the agent's random source: ``uniform(low, high)`` returns one point of the range."""
-
-    def __init__(self, fraction: float) -> None:
-        self.fraction = fraction
-
-    def uniform(self, low: float, high: float) -> float:
-        return low + self.fraction * (high - low)
-
-
-def agent_deadline(not_before: float, not_after: float, fraction: float, received_at: float) -> float:
-    """The agent's own rule (``lifeline_agent.deadline.renewal_deadline``) at one point of its random range."""
-    from lifeline_agent.deadline import renewal_deadline
-
-    rng: Any = FixedFraction(fraction)
-    try:
-        return renewal_deadline(not_before, not_after, rng, received_at=received_at)
-    except TypeError:  # an agent whose rule does not take the arrival time
-        return renewal_deadline(not_before, not_after, rng)
-
-
 def expected_count(duration: float, renewal_seconds: float) -> tuple[float, float]:
     """Renewals the schedule predicts in ``duration`` seconds, and the standard deviation of that count."""
     issued = 0.0
     not_after = issued + SIGNING_SECONDS
-    waits = [max(0.0, agent_deadline(not_after - LIFETIME, not_after, i / 200, issued) - issued)
-             for i in range(201)]  # fmt: skip
-    intervals = [wait + renewal_seconds for wait in waits]
+    intervals = [max(0.0, deadline - issued) + renewal_seconds
+                 for deadline in deadlines(not_after - LIFETIME, not_after, issued)]  # fmt: skip
     mean = sum(intervals) / len(intervals)
     variance = sum((x - mean) ** 2 for x in intervals) / len(intervals)
     count = duration / mean
@@ -82,32 +66,33 @@ def expected_count(duration: float, renewal_seconds: float) -> tuple[float, floa
 def check_schedule(installs: list[tuple[float, float]]) -> dict[str, Any]:
     """``installs``: (install time, notAfter) in order, the one in place before the cut first. Each renewal must
     come after its predecessor's earliest deadline and before its latest one (plus the step's own time)."""
-    late, early, expired_gaps = [], [], []
+    late, early, expired_gaps, gaps = [], [], [], []
     for (issued, not_after), (next_issued, _) in zip(installs, installs[1:], strict=False):
-        not_before = not_after - LIFETIME
-        window_open = max(issued, agent_deadline(not_before, not_after, 0.0, issued))
-        window_close = max(issued, agent_deadline(not_before, not_after, 1.0, issued)) + SLACK_SECONDS
+        earliest, latest = deadline_window(not_after - LIFETIME, not_after, issued)
+        window_open, window_close = max(issued, earliest), max(issued, latest) + SLACK_SECONDS
         if next_issued < window_open - 1.0:  # log times are to the millisecond, notAfter to the second
             early.append(round(window_open - next_issued, 2))
         if next_issued > window_close:
             late.append(round(next_issued - window_close, 2))
         if next_issued >= not_after:
             expired_gaps.append(round(next_issued - not_after, 2))
+        gaps.append(next_issued - issued)
     return {"renewals_checked": max(0, len(installs) - 1), "early": early, "late": late,
             "installed_after_predecessor_expired": expired_gaps,
+            "shortest_seconds_between_renewals": round(min(gaps), 2) if gaps else None,
             "on_schedule": not early and not late and not expired_gaps}  # fmt: skip
 
 
-def run(variant: str) -> dict[str, Any]:
-    isolate_from_aws()
+def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
+    """The outage on one cluster of ``backend``, in a lab of its own."""
     outage = OUTAGE_SECONDS[variant]
-    with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp, started_lab(Path(tmp) / "lab") as lab:
+    with started_lab(tmp / "lab", control_plane=backend) as lab:
         cluster = seeded_cluster(lab, "outage")
         lab.control_plane(cluster).set_signing_duration(SIGNING_SECONDS)
-        config = write_config(lab, Path(tmp) / "agent", [cluster], probe_interval="5s")
-        state = Path(tmp) / "agent" / "state"
+        config = write_config(lab, tmp / "agent", [cluster], probe_interval="5s")
+        state = tmp / "agent" / "state"
         kubeconfig = state / cluster / "kubeconfig"
-        agent = AgentProcess(lab, config, Path(tmp) / "agent.log")
+        agent = AgentProcess(lab, config, tmp / "agent.log")
         try:
             wait_for(lambda: read_status(state, cluster).get("state") == "ready", 60, "the first kubeconfig")
             cut_at = time.time()
@@ -139,8 +124,7 @@ def run(variant: str) -> dict[str, Any]:
     schedule = check_schedule(before_cut[-1:] + during)
     disconnected = [r for r in records if r.get("message") == "service link disconnected"]
     result = {
-        "what": f"link cut for {outage} s; {SIGNING_SECONDS}-second certificates (backdated "
-                f"{BACKDATE_SECONDS} s); kubectl get svc through the offline kubeconfig every {KUBECTL_EVERY:g} s",
+        "control_plane": describe(backend),
         "outage_seconds": round(restored_at - cut_at, 1),
         "kubectl_calls": calls,
         "kubectl_failures": len(failures),
@@ -156,7 +140,24 @@ def run(variant: str) -> dict[str, Any]:
         "agent_alive": alive,
         "exit_code_after_sigterm": exit_code,
     }
-    print(f"outage: {calls} kubectl calls, {len(failures)} failed; {len(during)} renewals (schedule expects "
-          f"{expected:.1f} +- {deviation:.1f}), every renewal in its window: {schedule['on_schedule']}",
+    print(f"outage [{backend}]: {calls} kubectl calls, {len(failures)} failed; {len(during)} renewals (schedule "
+          f"expects {expected:.1f} +- {deviation:.1f}), every renewal in its window: {schedule['on_schedule']}",
           flush=True)  # fmt: skip
     return result
+
+
+def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
+    isolate_from_aws()
+
+    def in_own_lab(backend: str) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix=f"bench-outage-{backend}-") as tmp:
+            return measure(backend, variant, Path(tmp))
+
+    measured, failures = on_each_backend("outage", backends, in_own_lab)
+    return {
+        "what": f"link cut for {OUTAGE_SECONDS[variant]} s; {SIGNING_SECONDS}-second certificates (backdated "
+                f"{BACKDATE_SECONDS} s); kubectl get svc through the offline kubeconfig every {KUBECTL_EVERY:g} s; "
+                "each control-plane backend in a lab of its own, one after the other",
+        "backends": measured,
+        **({"failures": failures} if failures else {}),
+    }  # fmt: skip

@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from bench.api_floor import ApiFloor
+from bench.backends import BACKENDS, on_each_backend
 from bench.common import spread
 from lab.agentkit import VENV_BIN, agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
 
@@ -36,7 +37,6 @@ KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 FLOOR_KEY_TYPE = "ecdsa-p256"  # the agent's default, and the floor's key
 ROUNDS = {"full": {"ecdsa-p256": 30, "rsa-2048": 30, "rsa-4096": 15}, "quick": dict.fromkeys(KEY_TYPES, 4),
           "smoke": dict.fromkeys(KEY_TYPES, 3)}  # fmt: skip
-BACKENDS = ("emulated", "real")
 MANUAL_SCRIPT = Path(__file__).resolve().parent / "manual_renewal.sh"
 MANUAL_USER = "manual-operator"
 SIGNING_DURATION_SECONDS = 30
@@ -84,15 +84,6 @@ def api_floor_for(kubeconfig: Path) -> ApiFloor:
     names = [subject.get_attributes_for_oid(oid)[0].value for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME)]
     return ApiFloor(cluster["server"], base64.b64decode(cluster["certificate-authority-data"]),
                     cluster.get("tls-server-name"), cert_pem, key_pem, (str(names[0]), str(names[1])))  # fmt: skip
-
-
-def backend_unavailable(backend: str) -> str | None:
-    """Why ``backend`` cannot run here, or ``None``."""
-    if backend == "real":
-        from lab.controlplane.real import unavailable_reason
-
-        return unavailable_reason()
-    return None
 
 
 def describe_backend(backend: str) -> str:
@@ -169,34 +160,18 @@ def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
         "agent_default_over_api_floor": default["ratio_agent_over_api_floor_median"],
         "targets": {"agent_default_vs_manual_rsa_4096": ">= 40", "agent_default_over_api_floor": "<= 2"},
     }  # fmt: skip
-    version = {}
-    if backend == "real":
-        from lab.controlplane.real import KUBE_VERSION
-
-        version = {"kubernetes_version": KUBE_VERSION}
-    return {"control_plane": describe_backend(backend), **version, "key_types": results, "acceptance": acceptance,
+    return {"control_plane": describe_backend(backend), "key_types": results, "acceptance": acceptance,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
 def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
     isolate_from_aws()
-    measured: dict[str, Any] = {}
-    failures: list[str] = []
-    for backend in backends:
-        reason = backend_unavailable(backend)
-        if reason is not None:
-            measured[backend] = {"skipped": reason}
-            print(f"renewal [{backend}]: skipped: {reason}", flush=True)
-            continue
-        started = time.monotonic()
+
+    def in_own_lab(backend: str) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix=f"bench-renewal-{backend}-") as tmp:
-            try:
-                measured[backend] = measure(backend, variant, Path(tmp))
-            except Exception as exc:  # noqa: BLE001 - recorded; the other backend's figures still count
-                measured[backend] = {"failed": f"{type(exc).__name__}: {str(exc)[-500:]}"}
-                failures.append(f"renewal [{backend}]: {measured[backend]['failed']}")
-                print(failures[-1], flush=True)
-        measured[backend]["wall_seconds"] = round(time.monotonic() - started, 1)
+            return measure(backend, variant, Path(tmp))
+
+    measured, failures = on_each_backend("renewal", backends, in_own_lab)
     return {
         "what": "one full renewal: new key, CSR, approve, wait for the certificate, verify with the new "
                 "kubeconfig alone, install (agent: in-process ClusterAgent.step, the daemon's code; manual: "

@@ -1,8 +1,9 @@
 """bench/results/SUMMARY.md: the table of figures, made from the JSON results (``python -m bench.summary``).
 
-Every row says which control plane it was measured on: ``emulated`` (the lab's API server) or ``real``
-(kube-apiserver from ../shared/kube). renewal.json has one entry per backend under ``backends``; results
-written before that (``key_types`` at the top) are the emulated backend's, and real is shown as not run.
+Every row says which control plane it was measured on: ``emulated`` (the lab's API server), ``real``
+(kube-apiserver from ../shared/kube), or none. renewal.json, footprint.json and outage.json have one entry per
+backend under ``backends``; results written before that (the figures at the top) are the emulated backend's,
+and real is shown as not run.
 """
 
 from __future__ import annotations
@@ -34,16 +35,32 @@ def backend_label(backend: str, figures: dict[str, Any]) -> str:
     return f"{backend} ({version})" if version else backend
 
 
+def by_backend(name: str, result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(backend, label, figures)`` of a result with ``backends`` (every known backend, the missing ones as not
+    run); a result from before ``backends`` is one emulated run (its figures at the top)."""
+    if "backends" not in result:
+        return [("emulated", "emulated", result),
+                ("real", "real", {"not_run": "these results predate the real backend in this benchmark"})]
+    measured = dict(result["backends"])
+    names = [*RENEWAL_BACKENDS, *(b for b in measured if b not in RENEWAL_BACKENDS)]
+    missing = {b: {"not_run": f"not in this run (python -m bench --backend {b} {name})"} for b in names}
+    figures = {b: measured.get(b, missing[b]) for b in names}
+    return [(b, backend_label(b, figures[b]), figures[b]) for b in names]
+
+
+def status_rows(figure: str, label: str, figures: dict[str, Any]) -> list[Row]:
+    """A row for a backend that was skipped, failed or not run."""
+    return [(figure, label, "**failed**" if status == "failed" else status.replace("_", " "), str(figures[status]))
+            for status in ("skipped", "failed", "not_run") if status in figures]  # fmt: skip
+
+
 def renewal_rows(result: dict[str, Any]) -> list[Row]:
     rows = []
     measured = renewal_backends(result)
     for backend in [*RENEWAL_BACKENDS, *(b for b in measured if b not in RENEWAL_BACKENDS)]:
         figures = measured.get(backend, {"not_run": "not in this run (python -m bench renewal)"})
         label = backend_label(backend, figures)
-        for status in ("skipped", "failed", "not_run"):
-            if status in figures:
-                value = "**failed**" if status == "failed" else status.replace("_", " ")
-                rows.append(("Renewal: agent vs manual procedure", label, value, str(figures[status])))
+        rows += status_rows("Renewal: agent vs manual procedure", label, figures)
         for key_type, by_key in figures.get("key_types", {}).items():
             agent, manual = by_key["agent_seconds"], by_key["manual_seconds"]
             rows.append((
@@ -70,7 +87,18 @@ def renewal_rows(result: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def footprint_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+def footprint_rows(result: dict[str, Any]) -> list[Row]:
+    rows = []
+    for _, label, figures in by_backend("footprint", result):
+        rows += status_rows("Footprint: lifeline-agent run idle and over link flaps", label, figures)
+        if "idle_3" in figures or "clusters" in figures:
+            rows += [(figure, label, value, details) for figure, value, details in _footprint_3(figures)]
+            rows += _footprint_many_and_flaps(figures, label)
+    return rows
+
+
+def _footprint_3(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
+    result = figures.get("idle_3", figures)  # before backends: the 3-cluster figures at the top
     clusters = result.get("clusters")
     return [
         ("Start-up to READY=1 (sd_notify)", _s(result.get("startup_to_ready_seconds")),
@@ -80,22 +108,28 @@ def footprint_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{_s(_mib(result.get('rss_kib_at_ready')), ' MiB')}"),
         (f"CPU time while idle for {_s(result.get('idle_seconds'))}", _s(result.get("idle_cpu_seconds")),
          f"{_s(result.get('idle_cpu_percent'), ' %')} of one core; {result.get('renewals_while_idle')} renewals"),
-    ] + _footprint_many_and_flaps(result)  # fmt: skip
+    ]  # fmt: skip
 
 
-def _footprint_many_and_flaps(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _footprint_many_and_flaps(result: dict[str, Any], label: str) -> list[Row]:
     many, flaps = result.get("idle_many"), result.get("flaps")
     if many is None or flaps is None:  # results from before bench/footprint.py measured them
         return []
-    return [
-        (f"Resident memory, idle, {many['clusters']} clusters (VmRSS)", f"{_mib(many['idle_rss_kib_end'])} MiB",
-         f"{_s(_mib(result.get('rss_kib_per_extra_cluster')), ' MiB')} per cluster over 3; every cluster ready "
-         f"after {_s(many['startup_to_all_clusters_ready_seconds'])}; idle CPU {many['idle_cpu_percent']} %"),
-        (f"Resident memory over {flaps['flaps']} service-link cuts and restores (VmRSS)",
-         f"{_mib(flaps['rss_kib_after_warm_up'])} -> {_mib(flaps['rss_kib_after_flaps'])} MiB",
-         f"{flaps['rss_growth_kib']} KiB after the first {flaps['warm_up_flaps']} flaps; 3 clusters, probe every "
-         f"1 s, each change seen by the agent (median flap {_s(flaps['flap_seconds_median'])})"),
-    ]  # fmt: skip
+    rows: list[Row] = []
+    if "not_measured" in many:
+        rows.append(("Resident memory, idle, 50 clusters (VmRSS)", label, "not measured", many["not_measured"]))
+    else:
+        rows.append((f"Resident memory, idle, {many['clusters']} clusters (VmRSS)", label,
+                     f"{_mib(many['idle_rss_kib_end'])} MiB",
+                     f"{_s(_mib(result.get('rss_kib_per_extra_cluster')), ' MiB')} per cluster over 3; every cluster "
+                     f"ready after {_s(many['startup_to_all_clusters_ready_seconds'])}; idle CPU "
+                     f"{many['idle_cpu_percent']} %"))  # fmt: skip
+    rows.append((f"Resident memory over {flaps['flaps']} service-link cuts and restores (VmRSS)", label,
+                 f"{_mib(flaps['rss_kib_after_warm_up'])} -> {_mib(flaps['rss_kib_after_flaps'])} MiB",
+                 f"{flaps['rss_growth_kib']} KiB after the first {flaps['warm_up_flaps']} flaps; 3 clusters, "
+                 f"probe every 1 s, each change seen by the agent (median flap "
+                 f"{_s(flaps['flap_seconds_median'])})"))  # fmt: skip
+    return rows
 
 
 def _mib(kib: Any) -> float | None:
@@ -165,8 +199,18 @@ def _serial_only_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+def outage_rows(result: dict[str, Any]) -> list[Row]:
+    rows = []
+    for _, label, figures in by_backend("outage", result):
+        rows += status_rows("Link down, 60 s certificates", label, figures)
+        if "kubectl_calls" in figures:
+            rows += [(figure, label, value, details) for figure, value, details in _outage(figures)]
+    return rows
+
+
+def _outage(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     schedule = result.get("schedule", {})
+    shortest = schedule.get("shortest_seconds_between_renewals")
     return [
         (f"Link down {_s(result.get('outage_seconds'))}, 60 s certificates: failed kubectl calls",
          f"**{result.get('kubectl_failures')} / {result.get('kubectl_calls')}**",
@@ -176,7 +220,8 @@ def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{result.get('expected_renewals_standard_deviation')}; count matches: "
          f"{result.get('count_matches_schedule')}; every renewal inside its predecessor's window: "
          f"{schedule.get('on_schedule')}; none after its predecessor expired: "
-         f"{not schedule.get('installed_after_predecessor_expired')}"),
+         f"{not schedule.get('installed_after_predecessor_expired')}"
+         + ("" if shortest is None else f"; shortest time between two renewals {_s(shortest)}")),
     ]  # fmt: skip
 
 
@@ -204,21 +249,9 @@ SECTIONS = (("renewal", renewal_rows), ("footprint", footprint_rows), ("fleet", 
 
 
 def rows_of(name: str, result: dict[str, Any]) -> list[Row]:
-    """The rows of one result; the benchmarks other than renewal ran on the emulated control plane unless
-    their JSON says otherwise (``control_plane_backend``)."""
-    if name == "renewal":
-        return renewal_rows(result)
-    if name == "fleet":
-        return fleet_rows(result)
-    if name == "lambda_package":
-        return lambda_package_rows(result)
-    if name == "lab_speed":
-        return lab_speed_rows(result)
-    if name == "flap_heap":
-        return flap_heap_rows(result)
-    backend = str(result.get("control_plane_backend", "emulated"))
-    rows = footprint_rows(result) if name == "footprint" else outage_rows(result)
-    return [(figure, backend, value, details) for figure, value, details in rows]
+    """The rows of one result, each naming its control plane (results from before a benchmark recorded its
+    backends were made on the emulated one)."""
+    return dict(SECTIONS)[name](result)
 
 
 def table() -> str:
@@ -238,7 +271,7 @@ def table() -> str:
               f"Linux {machine.get('kernel')}; the lab on the same machine: moto Region; control plane `emulated` "
               "is the lab's API server (in the benchmark's process for renewal), `real` is etcd + kube-apiserver + "
               "kube-controller-manager from ../shared/kube as separate processes; "
-              "load average at the end of each run is in its JSON (other work shares the machine)."]
+              "the load average before and at the end of each run is in its JSON (other work may share the machine)."]
     return "\n".join(lines) + "\n"
 
 

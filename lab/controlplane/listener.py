@@ -1,4 +1,5 @@
-"""One HTTPS listener (a control-plane "instance"): werkzeug's threaded server with TLS done per connection.
+"""One HTTPS listener (a control-plane "instance"): werkzeug's threaded server with TLS done per connection and
+connections kept alive between requests (:mod:`.http11`).
 
 The TLS handshake runs in the connection's own thread (not in ``accept()``), so one stuck client cannot
 block the others. Client certificates are requested, not required, and verified by the authenticator
@@ -17,7 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.serving import ThreadedWSGIServer
+
+from .http11 import KeepAliveHandler
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ def bind_same_port(ips: list[str], port: int, attempts: int = 50) -> tuple[dict[
     raise OSError(f"cannot listen on {ips} port {port}: {last_error}")
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _QuietHandler(KeepAliveHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s -> %s", self.command, self.path, code)
 

@@ -130,3 +130,28 @@ def test_fault_injection_answers_with_a_status(control_plane: ControlPlane, admi
         core.list_namespaced_service("default")
     assert injected.value.status == 503
     assert [s.metadata.name for s in core.list_namespaced_service("default").items] == ["kubernetes"]
+
+
+def test_the_client_keeps_one_connection_for_many_calls(control_plane: ControlPlane, tmp_path: Path) -> None:
+    fresh = api_client(control_plane, tmp_path, *control_plane.admin_credentials())
+    pool = fresh.rest_client.pool_manager.connection_from_url(control_plane.endpoint)  # the one the calls use
+    connects: list[object] = []
+
+    class Counted(pool.ConnectionCls):  # type: ignore[name-defined,misc]
+        def connect(self) -> None:
+            super().connect()  # urllib3 connects one connection object again when the server closed it
+            connects.append(self)
+
+    pool.ConnectionCls = Counted
+    core = client.CoreV1Api(fresh)
+    name = f"kept-{uuid.uuid4().hex[:6]}"
+    core.list_namespace()
+    core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name)))
+    core.read_namespaced_config_map(name, "default")
+    core.delete_namespaced_config_map(name, "default")
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_config_map(name, "default")
+    assert gone.value.status == 404
+    assert [s.metadata.name for s in core.list_namespaced_service("default").items] == ["kubernetes"]
+    fresh.close()
+    assert len(connects) == 1
