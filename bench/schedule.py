@@ -1,10 +1,9 @@
 """The agent's renewal deadline rule (``lifeline_agent.deadline.renewal_deadline``) at every point of its random
 range, for the benchmarks that check or plan around it (outage, fleet).
 
-The rule is not monotonic in its random fraction: where the kubelet's point (70-90 % of the lifetime) had already
-passed when a freshly signed certificate arrived, the same fraction of what was left at arrival counts instead. So
-the earliest and the latest deadline of a certificate are the least and the greatest over the whole range, not
-the rule at its two ends.
+For one certificate the rule is one of two (the kubelet's point, or the same fraction of what was left at
+arrival), picked by the certificate, not by the draw; the window is taken over the whole range all the same, so
+that it holds whichever rule the agent applies.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """When to renew: pure functions, the kubelet certificate manager's rules.
 
-- Deadline: ``notBefore + U(0.7, 0.9) x (notAfter - notBefore)``, from the *issued* certificate. Where that
-  point had already passed when the certificate was received (a lifetime so short that the signer's 5-minute
-  backdate is most of it, as in the lab), the same fraction of what was left at receipt instead, so that a
-  fresh certificate is never renewed at once. A real lifetime (10 minutes or more) keeps the kubelet's rule.
+- Deadline: ``notBefore + U(0.7, 0.9) x (notAfter - notBefore)``, from the *issued* certificate. A freshly
+  signed certificate whose earliest such point comes less than half of what is left of it after it arrived
+  (the lab's short certificates, where the signer's 5-minute backdate is most of the lifetime) gets the same
+  fraction of what was left at arrival instead, whatever the draw, so it is never renewed within seconds of
+  arriving. Every real lifetime (10 minutes or more) keeps the kubelet's rule.
 - At once when the certificate no longer matches what is wanted (subject, key type, CA).
 - Failures back off exponentially with full jitter, capped.
 """
@@ -35,15 +36,17 @@ class Wanted:
 def renewal_deadline(not_before: float, not_after: float, rng: random.Random | None = None, *,
                      received_at: float | None = None) -> float:  # fmt: skip
     """A random point in [70 %, 90 %] of the certificate's lifetime (epoch seconds), or of what was left of it
-    at ``received_at`` when the first point was already past when a freshly signed certificate arrived."""
+    at ``received_at`` for a freshly signed certificate whose kubelet window starts too soon after it arrived.
+    Which of the two depends on the certificate only, never on the draw: a rule switched by the draw would
+    jump from the end of one window to the start of the other, right at the arrival."""
     if not_after <= not_before:
         raise ValueError("certificate notAfter is not after notBefore")
     fraction = (rng or random).uniform(LOW, HIGH)
-    deadline = not_before + fraction * (not_after - not_before)
-    fresh = received_at is not None and received_at - not_before <= FRESH_AFTER_NOT_BEFORE
-    if received_at is not None and fresh and deadline <= received_at < not_after:
-        return received_at + fraction * (not_after - received_at)
-    return deadline
+    if received_at is not None and received_at - not_before <= FRESH_AFTER_NOT_BEFORE:
+        left = not_after - received_at
+        if left > 0 and not_before + LOW * (not_after - not_before) - received_at < left / 2:
+            return received_at + fraction * left
+    return not_before + fraction * (not_after - not_before)
 
 
 def mismatch(certificate: IssuedCertificate, wanted: Wanted) -> str | None:

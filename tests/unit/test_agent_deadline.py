@@ -152,3 +152,18 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped():
         assert all(5 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 100  # jittered
     assert max(backoff_delay(50, 10, 300, rng) for _ in range(200)) > 250
+
+
+@pytest.mark.parametrize("left", [30.0, 45.0, 60.0, 90.0, 128.0, 150.0, 300.0, 599.0, 600.0, 900.0, 7200.0])
+def test_a_fresh_certificate_is_never_renewed_soon_after_it_arrives_whatever_the_draw(left):
+    # Every fraction of [0.7, 0.9], evenly: a rule switched by the draw (the kubelet point just past the arrival
+    # for some fractions, not for others) renewed 60 s certificates within seconds of their arrival.
+    not_before, received = 1_000.0, 1_000.0 + BACKDATE + 0.5
+    not_after = received + left
+    for step in range(201):
+        fraction = 0.7 + 0.2 * step / 200
+        rng = random.Random()
+        rng.uniform = lambda low, high, f=fraction: f  # type: ignore[method-assign]
+        deadline = renewal_deadline(not_before, not_after, rng, received_at=received)
+        assert deadline - received >= 0.5 * left, (fraction, deadline - received)
+        assert deadline <= not_after - 0.1 * min(left, 600.0)

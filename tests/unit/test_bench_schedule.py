@@ -31,7 +31,7 @@ def test_every_renewal_at_a_deadline_the_agent_draws_is_on_schedule() -> None:
 
 
 def test_a_late_renewal_is_named_and_the_shortest_gap_is_recorded() -> None:
-    late = check_schedule([(0.0, 60.0), (58.0, 118.0)])
+    late = check_schedule([(0.0, 60.0), (59.5, 119.5)])  # the latest deadline is 54 s after arrival, + 5 s slack
     assert late["late"] and not late["on_schedule"]
     assert check_schedule([(0.0, 60.0), (45.0, 105.0), (45.5, 105.5)])["shortest_seconds_between_renewals"] == 0.5
 
