@@ -68,8 +68,9 @@ def seeded_cluster(lab: Any, prefix: str = "bench") -> str:
 def write_config(lab: Any, directory: Path, clusters: list[str], *, region: str = "us-west-2", **extra: Any) -> Path:
     """``directory/agent.toml`` for ``lab``: its Region through the service link, fast probes and back-off.
 
-    Keyword arguments are settings (they override the defaults); ``timing`` is merged over the fast timings and
-    ``cluster`` maps a cluster name to its ``[cluster."<name>"]`` table.
+    Keyword arguments are settings (they override the defaults; ``None`` leaves a setting out, e.g.
+    ``aws_endpoint_url=None``: the SDK's own endpoint settings apply); ``timing`` is merged over the fast timings
+    and ``cluster`` maps a cluster name to its ``[cluster."<name>"]`` table.
     """
     directory.mkdir(parents=True, exist_ok=True)
     timing = {"backoff_base": 1, "backoff_cap": 5, "csr_timeout": 20, "api_timeout": 5, "min_remaining_lifetime": 10,
@@ -85,7 +86,7 @@ def write_config(lab: Any, directory: Path, clusters: list[str], *, region: str 
         "metrics_address": "127.0.0.1:0",
         **extra,
     }
-    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items() if value is not None]
     lines.append("[timing]")
     lines += [f"{key} = {json.dumps(value)}" for key, value in timing.items()]
     for name, table in cluster_tables.items():

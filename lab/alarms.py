@@ -12,7 +12,9 @@ parentheses, ``FILL(x, number)`` and ``IF(condition, a[, b])``. A series is a ma
 an operation on two series has a value where both have one; ``FILL`` gives every evaluated period a value.
 Anything else is an :class:`UnsupportedAlarm` error rather than a guess.
 
-:func:`emit_connected_status` is the lab's Outposts service: ``AWS/Outposts`` ``ConnectedStatus`` points.
+The ``AWS/Outposts`` ``ConnectedStatus`` the readiness alarms read comes from the lab's Outposts service
+(lab/region/outposts.py), which follows the service link and reaches an hour ahead: evaluate at a chosen time
+rather than wait for it.
 """
 
 from __future__ import annotations
@@ -324,19 +326,6 @@ def evaluate_all(cloudwatch: Any, now: float, *, prefix: str = "") -> dict[str, 
     return verdicts
 
 
-def emit_connected_status(cloudwatch: Any, outpost_id: str, connected: bool, start: float, end: float,
-                          step: int = 60) -> int:  # fmt: skip
-    """``AWS/Outposts`` ``ConnectedStatus`` of ``outpost_id`` every ``step`` seconds in ``[start, end)``, as AWS
-    publishes it for a real Outpost (1 connected, 0 disconnected); returns the number of points."""
-    times = list(range(int(start), int(end), step))
-    for first in range(0, len(times), 500):
-        cloudwatch.put_metric_data(Namespace="AWS/Outposts", MetricData=[
-            {"MetricName": "ConnectedStatus", "Dimensions": [{"Name": "OutpostId", "Value": outpost_id}],
-             "Timestamp": dt.datetime.fromtimestamp(t, dt.UTC), "Value": 1.0 if connected else 0.0, "Unit": "Count"}
-            for t in times[first:first + 500]])  # fmt: skip
-    return len(times)
-
-
 @dataclass(frozen=True)
 class RegionReadiness:
     lines: list[str]
@@ -352,7 +341,7 @@ def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: f
                      sleep: Callable[[float], None] | None = None) -> RegionReadiness:  # fmt: skip
     """What the lab Region shows for ``cluster``: the agents' newest readiness report (waited for, up to
     ``timeout``, after ``since``) and the readiness alarm as CloudWatch will evaluate it when the report's
-    period is complete (the Outpost connected meanwhile: the lab emits its ConnectedStatus)."""
+    period is complete (with the Outpost's ConnectedStatus as the service link is now)."""
     from lifeline_agent.contract import CLUSTER_DIMENSION, READINESS_ALARM_PREFIX, READINESS_NAMESPACE, READY_METRIC
 
     pause = sleep or time.sleep
@@ -382,9 +371,7 @@ def readiness_report(cloudwatch: Any, cluster: str, outpost_id: str, *, since: f
         return RegionReadiness([*lines, f"no alarm {alarm} in the Region"], ready["Maximum"])
     period = _periods(described[0])
     start = int(reported) // period * period
-    emit_connected_status(cloudwatch, outpost_id, True, start - period * int(described[0]["EvaluationPeriods"]),
-                          start + period)  # fmt: skip
     verdict = evaluate_all(cloudwatch, start + period + 1, prefix=alarm)[alarm]
-    lines.append(f"alarm {alarm} (Outpost {outpost_id} connected): {verdict.state} once this {period // 60}-minute "
+    lines.append(f"alarm {alarm} (Outpost {outpost_id}): {verdict.state} once this {period // 60}-minute "
                  f"period closes")
     return RegionReadiness(lines, ready["Maximum"], verdict.state)

@@ -2,7 +2,8 @@
 
 Outpost side vs Region side: ``region_url`` is moto directly (Region-side code, test setup);
 ``outpost_region_url`` is moto through the service link (the agent, IAM kubeconfigs, and the local
-control planes' STS verification). Cutting the link (``lab.link.cut()``) cuts only the latter.
+control planes' STS verification). Cutting the link (``lab.link.cut()``) cuts only the latter, and the Region's
+``AWS/Outposts`` ``ConnectedStatus`` of the lab's Outposts follows it (``lab.outposts``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import botocore.client
 from lifeline_agent.kubeconfig import ExecPlugin, atomic_write, build_kubeconfig, dump_kubeconfig
 
 from lab.link import ServiceLink
-from lab.region import REGION_NAME, ProvisionRequest, Region
+from lab.region import REGION_NAME, ProvisionRequest, Region, outposts
 from lambdas.constants import ENV_TOKEN_STS_ENDPOINT_URL
 
 DEFAULT_OUTPOST_ARN = "arn:aws:outposts:us-west-2:123456789012:outpost/op-0abcdef1234567890"
@@ -118,7 +119,10 @@ class Lab:
             provisioner=self._provision, deprovisioner=self._deprovision, activation_delay=activation_delay,
             lambda_dir=self.state_dir / "lambda",
         )
+        from lambdas.watch_readiness.logic import outpost_id
+
         self.link = ServiceLink()
+        self.outposts = outposts.OutpostsService(self.link.history, [outpost_id(DEFAULT_OUTPOST_ARN)])
         self.outpost_region_url = ""
         self.creator: Principal | None = None  # set by start()
         self.agent_principal: Principal | None = None
@@ -140,6 +144,7 @@ class Lab:
             self.region.set_lambda_environment(ENV_TOKEN_STS_ENDPOINT_URL, self.outpost_region_url)
             self.creator = self._make_user("lab-cluster-creator")
             self.agent_principal = self._make_user("lifeline-agent")
+            outposts.publish(self.outposts, self.region.account_id, self.region.name)
             self._started = True
         except BaseException:
             self.stop()
@@ -154,6 +159,7 @@ class Lab:
             with ThreadPoolExecutor(min(32, len(control_planes)), thread_name_prefix="lab-stop") as pool:
                 list(pool.map(_stop_quietly, control_planes))
         self.link.stop()
+        outposts.withdraw(self.region.account_id, self.region.name)
         self.region.stop()
         self._clients.clear()
         self._started = False
@@ -246,10 +252,13 @@ class Lab:
     def _provision(self, name: str, request: ProvisionRequest) -> tuple[str, bytes]:
         """Called by the patched EKS CreateCluster: start the cluster's control plane."""
         from lab.controlplane import ControlPlane, ControlPlaneOptions
+        from lambdas.watch_readiness.logic import outpost_id
 
         # A local cluster's API server is on the Outpost and reaches STS through the link; an extended
         # cluster's is in the Region (direct STS) and the Outpost reaches it through the link.
         sts_url = self.outpost_region_url if request.is_local else self.region_url
+        for arn in (request.outpost_config or {}).get("outpostArns", []):
+            self.outposts.add_outpost(outpost_id(arn))
         options = ControlPlaneOptions(
             cluster_name=name,
             cluster_id=request.cluster_id,

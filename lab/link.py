@@ -13,6 +13,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,17 @@ class ServiceLink:
         self._stopped = False
         self._routes: dict[str, _Route] = {}
         self._relays: set[_Relay] = set()
+        self._history: list[tuple[float, bool]] = [(time.time(), True)]
 
     @property
     def is_up(self) -> bool:
         return self._up
+
+    def history(self) -> list[tuple[float, bool]]:
+        """(wall-clock time, up) for the link's creation and each cut or restore that changed its state, oldest
+        first: what the Region's Outposts service sees of it (lab/region/outposts.py)."""
+        with self._lock:
+            return list(self._history)
 
     def routes(self) -> dict[str, int]:
         """Route name -> listen port."""
@@ -110,6 +118,8 @@ class ServiceLink:
     def cut(self) -> None:
         """New connections hang unanswered; open ones stop forwarding (no RST, no FIN)."""
         with self._lock:
+            if self._up:
+                self._history.append((time.time(), False))
             self._up = False
             for relay in self._relays:
                 relay.severed = True
@@ -118,6 +128,8 @@ class ServiceLink:
     def restore(self) -> None:
         """New connections work again; those that hung during the cut are closed."""
         with self._lock:
+            if not self._up:
+                self._history.append((time.time(), True))
             self._up = True
             hung = [relay for relay in self._relays if relay.severed]
             for relay in hung:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -120,6 +123,44 @@ def link_restored(lab: object) -> Iterator[object]:
         yield link
     finally:
         link.restore()
+
+
+@dataclass
+class SilentEndpoint:
+    """``url``: a loopback port that accepts connections and never answers (a service behind a dying link)."""
+
+    url: str
+    accepted: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def connections(self) -> int:
+        return len(self.accepted)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[SilentEndpoint]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    endpoint = SilentEndpoint(f"http://127.0.0.1:{server.getsockname()[1]}")
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                endpoint.accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield endpoint
+    stop.set()
+    thread.join()
+    for connection in endpoint.accepted:
+        connection.close()
+    server.close()
 
 
 def run_kubectl(kubeconfig: Path | str, *args: str, timeout: float = 60.0) -> KubectlResult:

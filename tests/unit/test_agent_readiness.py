@@ -3,10 +3,7 @@ Region that does not answer costing a bounded wait and a counted failure (over a
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,8 @@ from lifeline_agent.observability import ClusterHealth, ClusterState, Observer
 from lifeline_agent.readiness import ReadinessReporter, readiness_data
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import SilentEndpoint
 
 NOW = 1_800_000_000.0
 
@@ -66,33 +65,6 @@ def config(tmp_path: Path, **extra: object) -> object:
     return parse_config(document, tmp_path / "agent.toml")
 
 
-@pytest.fixture
-def silent_region() -> Iterator[str]:
-    """A loopback port that accepts connections and never answers (a Region behind a dying link)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    server.close()
-
-
 def reports(observer: Observer) -> dict[str, float]:
     families = text_string_to_metric_families(generate_latest(observer.registry).decode())
     return {s.labels["result"]: s.value for f in families if f.name == "lifeline_readiness_reports"
@@ -111,12 +83,12 @@ def test_nothing_is_sent_while_the_link_is_down_or_unknown(tmp_path: Path, kubec
 
 
 def test_a_region_that_does_not_answer_costs_a_bounded_wait_and_a_counted_failure(
-    tmp_path: Path, kubeconfig: Path, silent_region: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, kubeconfig: Path, silent_endpoint: SilentEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     link = LinkMonitor(lambda: True, 30)
     link.is_up()
     observer = Observer()
-    settings = config(tmp_path, aws_endpoint_url=silent_region, timing={"api_timeout": "1s"})
+    settings = config(tmp_path, aws_endpoint_url=silent_endpoint.url, timing={"api_timeout": "1s"})
     reporter = ReadinessReporter(settings, lambda: [health(kubeconfig)], link, observer)  # type: ignore[arg-type]
     started = time.monotonic()
     with caplog.at_level("WARNING"):

@@ -1,0 +1,73 @@
+"""Readiness reporting never blocks or slows renewal: ``lifeline-agent run`` renews 20-second certificates while
+the Region's CloudWatch endpoint accepts connections and never answers (every other service answers through the
+link, so the agent sees the link up and keeps trying to report), on both control-plane backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.agentkit import RENEWED, AgentProcess, agent_env, read_status, seeded_cluster, wait_for, write_config
+from tests.conftest import SilentEndpoint, both_backends, lab_of_backend
+from tests.integration.test_readiness_region import reports
+
+lab = pytest.fixture(name="lab")(lab_of_backend)
+
+LIFETIME = 20  # seconds; each certificate is renewed at 70-90 % of what was left of it at receipt
+RENEWALS = 4
+SERVING = "serving /healthz and /metrics"
+
+
+def epoch(text: str, layout: str = "%Y-%m-%dT%H:%M:%SZ") -> float:
+    return dt.datetime.strptime(text, layout).replace(tzinfo=dt.UTC).timestamp()
+
+
+def logged_at(record: dict[str, Any]) -> float:
+    return epoch(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@both_backends
+def test_renewals_keep_their_deadlines_while_cloudwatch_never_answers(
+    lab: Any, tmp_path: Path, agents: list[AgentProcess], silent_endpoint: SilentEndpoint
+) -> None:
+    cluster = seeded_cluster(lab, "quiet-cw")
+    lab.control_plane(cluster).set_signing_duration(LIFETIME)
+    # no aws_endpoint_url: the SDK's endpoints apply, the lab's Region for all but CloudWatch
+    config = write_config(lab, tmp_path, [cluster], aws_endpoint_url=None, readiness_interval="10s")
+    agent = AgentProcess(lab, config, tmp_path / "agent.log",
+                         env=agent_env(lab, AWS_ENDPOINT_URL_CLOUDWATCH=silent_endpoint.url))  # fmt: skip
+    agents.append(agent)
+    state = tmp_path / "state"
+
+    deadlines: dict[float, float] = {}  # certificate notAfter -> its renewal deadline, as the agent publishes them
+
+    def enough() -> bool:
+        status = read_status(state, cluster)
+        if status.get("certificate_not_after") and status.get("next_renewal"):
+            deadlines.setdefault(status["certificate_not_after"], status["next_renewal"])
+        address = next((r["address"] for r in agent.records() if r.get("message") == SERVING), None)
+        return agent.renewals() > RENEWALS and address is not None and reports(address).get("failure", 0) >= 3
+
+    wait_for(enough, LIFETIME * (RENEWALS + 4), f"{RENEWALS} renewals after the first kubeconfig and 3 failed reports")
+    tried = reports(next(r["address"] for r in agent.records() if r.get("message") == SERVING))
+    assert agent.stop() == 0
+
+    records = agent.records()
+    installs = [(logged_at(r), epoch(r["not_after"])) for r in records if r.get("message") == RENEWED]
+    starts = [logged_at(r) for r in records if str(r.get("message", "")).startswith("issuing a new certificate")]
+    assert len(installs) > RENEWALS
+    for (installed, not_after), (next_installed, _) in zip(installs, installs[1:], strict=False):
+        deadline = deadlines[not_after]
+        began = min(start for start in starts if start > installed)
+        assert began >= deadline - 0.01, f"renewed at {began}, before its deadline {deadline}"
+        assert next_installed < not_after, f"the kubeconfig lapsed: due {deadline}, expired {not_after}, " \
+                                           f"replaced {next_installed}"
+
+    # meanwhile the reporter tried, waited its timeout each time, failed, and said so once
+    assert tried.get("success", 0) == 0, tried
+    assert silent_endpoint.connections >= 3
+    warnings = [r for r in records if "cannot report readiness" in r.get("message", "")]
+    assert len(warnings) == 1 and "timeout" in warnings[0]["message"].lower(), warnings
