@@ -1,6 +1,8 @@
 """Readiness reporting never blocks or slows renewal: ``lifeline-agent run`` renews 20-second certificates while
 the Region's CloudWatch endpoint accepts connections and never answers (every other service answers through the
-link, so the agent sees the link up and keeps trying to report), on both control-plane backends."""
+link, so the agent sees the link up and keeps trying to report). On the emulated control plane only: what is
+shown is the reporter beside the cluster loop, which the control plane's backend does not change (the readiness
+tests in tests/integration/test_readiness_region.py run on both)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from lab.agentkit import RENEWED, AgentProcess, agent_env, read_status, seeded_cluster, wait_for, write_config
-from tests.conftest import SilentEndpoint, both_backends, lab_of_backend
+from tests.conftest import SilentEndpoint
 from tests.integration.test_readiness_region import reports
-
-lab = pytest.fixture(name="lab")(lab_of_backend)
 
 LIFETIME = 20  # seconds; each certificate is renewed at 70-90 % of what was left of it at receipt
 RENEWALS = 4
@@ -29,7 +27,6 @@ def logged_at(record: dict[str, Any]) -> float:
     return epoch(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@both_backends
 def test_renewals_keep_their_deadlines_while_cloudwatch_never_answers(
     lab: Any, tmp_path: Path, agents: list[AgentProcess], silent_endpoint: SilentEndpoint
 ) -> None:
