@@ -117,7 +117,8 @@ class Daemon:
         if not self._first_steps.acquire(turn, self._stopping):
             return
         try:
-            preload_libraries()
+            if self.config.needs_region:  # a Region-less agent never needs botocore
+                preload_libraries()
             delay = self._step(agent)
         finally:
             self._first_steps.release()
