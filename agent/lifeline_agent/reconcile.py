@@ -274,7 +274,7 @@ class ClusterAgent:
                 except kube.Unauthorized as exc:
                     log.warning("the current certificate is not accepted (%s); bootstrapping", exc,
                                 extra={"cluster": self.cluster})  # fmt: skip
-            if not self.link.is_up(fresh=True):
+            if not self.link.is_up(since=self.view.asked):
                 raise NeedsLink(f"{reason}; a new certificate needs the service link to the Region, which is down")
             self._issue_with(cache, self._bootstrap_credential(cache.secret), None)
         except NeedsLink:
