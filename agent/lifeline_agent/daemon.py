@@ -126,6 +126,7 @@ class Daemon:
             wake.wait(delay)
             wake.clear()
             if self._stopping.is_set():
+                agent.delete_csrs()  # what its steps have not deleted yet
                 return
             delay = self._step(agent)
 

@@ -177,13 +177,9 @@ class KubeSession:
             url.hostname or "", port, server_name=target.tls_server_name or url.hostname or "",
             context=lambda: client_context(target.ca_pem, client_cert),
         )  # fmt: skip
-        self._later: tuple[str, str, Callable[[KubeError | None], None]] | None = None
 
     def close(self) -> None:
-        try:
-            self._finish_later()
-        finally:
-            self._connection.close()
+        self._connection.close()
 
     def __enter__(self) -> KubeSession:
         return self
@@ -193,32 +189,8 @@ class KubeSession:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON in, JSON out; HTTP and transport errors become :class:`KubeError` subclasses."""
-        self._finish_later()
         self._send(method, path, body)
         return self._answer(method, path)
-
-    def request_later(self, method: str, path: str, on_answer: Callable[[KubeError | None], None]) -> None:
-        """Send a request now and read its answer before the next request or at :meth:`close`, so the server
-        works on it meanwhile; ``on_answer`` gets ``None`` when it succeeded, else the :class:`KubeError`."""
-        self._finish_later()
-        try:
-            self._send(method, path, None)
-        except KubeError as exc:
-            on_answer(exc)
-            return
-        self._later = (method, path, on_answer)
-
-    def _finish_later(self) -> None:
-        if self._later is None:
-            return
-        method, path, on_answer = self._later
-        self._later = None
-        try:
-            self._answer(method, path)
-        except KubeError as exc:
-            on_answer(exc)
-            return
-        on_answer(None)
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> None:
         where = f"{method} {self._netloc}{path}"
@@ -349,13 +321,3 @@ class KubeSession:
             if now >= deadline:
                 raise CsrTimeout(f"CSR {name}: no certificate after {timeout:g} s")
             sleep(min(max((now - started) / 2, 0.001), 1.0, deadline - now))
-
-    def delete_csr(self, name: str) -> bool:
-        """Best effort (CSRs are garbage-collected after about an hour); False when RBAC does not allow it."""
-        try:
-            self.request("DELETE", f"{CSR_PATH}/{name}")
-        except Forbidden:
-            return False
-        except KubeError:
-            pass
-        return True
