@@ -11,6 +11,8 @@ import base64
 import contextlib
 import grp
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,39 +116,82 @@ def load_kubeconfig(data: bytes) -> dict[str, Any]:
     return config
 
 
+@dataclass(frozen=True)
+class NewFile:
+    """What :func:`replace_files` puts at ``path``: ``data``, or the inode of ``same_as`` (a durable file) linked."""
+
+    path: Path
+    data: bytes = b""
+    mode: int = 0o600
+    group: str | None = None
+    same_as: Path | None = None
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | None = None,
                  durable: bool = True) -> None:  # fmt: skip
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix (:func:`replace_files`).
 
-    Temp file in the same directory, created with ``mode`` (never wider), fsync, rename, fsync of
-    the directory. The temp file is removed if anything fails. ``durable=False`` leaves out both fsyncs,
-    for snapshots rewritten at every step that a power cut may roll back or empty (readers still see one
-    whole file).
+    ``durable=False`` leaves out the fsyncs, for snapshots rewritten at every step that a power cut may roll back
+    or empty (readers still see one whole file).
     """
-    path = Path(path)
-    directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    replace_files([NewFile(Path(path), data, mode, group)], durable=durable)
+
+
+def replace_files(files: Sequence[NewFile], *, durable: bool = True) -> None:
+    """Replace each file atomically, in the order given, all durable when this returns.
+
+    Each new content goes to a temp file in the file's directory, created with its mode (never wider) and
+    fsynced; then the temp files are renamed over the files, one after the other; then each directory is
+    fsynced once. A ``same_as`` file is hard-linked instead of copied: its data is on disk already (it was
+    written here). Nothing is renamed unless every temp file was written; temp files are removed if anything
+    fails.
+    """
+    temps: list[str] = []
+    renamed = 0
     try:
-        os.fchmod(fd, mode)
-        if group is not None:
-            os.fchown(fd, -1, grp.getgrnam(group).gr_gid)
+        for file in files:
+            temps.append(_temp_file(file, durable))
+        for file, name in zip(files, temps, strict=True):
+            os.replace(name, file.path)
+            renamed += 1
+    except BaseException:
+        for name in temps[renamed:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        raise
+    for directory in dict.fromkeys(file.path.parent for file in files) if durable else ():
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _temp_file(file: NewFile, durable: bool) -> str:
+    """A temp file beside ``file.path`` with its new content; its name."""
+    if file.same_as is not None:
+        name = os.path.join(file.path.parent, f".{file.path.name}.{secrets.token_hex(6)}.tmp")
+        found = os.stat(file.same_as)
+        group_id = -1 if file.group is None else grp.getgrnam(file.group).gr_gid
+        if stat.S_IMODE(found.st_mode) == file.mode and group_id in (-1, found.st_gid):
+            with contextlib.suppress(OSError):  # no hard links on this file system: copied below
+                os.link(file.same_as, name)
+                return name
+        file = NewFile(file.path, file.same_as.read_bytes(), file.mode, file.group)  # a copy, these permissions
+    fd, name = tempfile.mkstemp(prefix=f".{file.path.name}.", suffix=".tmp", dir=file.path.parent)
+    try:
+        os.fchmod(fd, file.mode)
+        if file.group is not None:
+            os.fchown(fd, -1, grp.getgrnam(file.group).gr_gid)
         with os.fdopen(fd, "wb") as handle:
             fd = -1
-            handle.write(data)
+            handle.write(file.data)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        os.unlink(name)
         raise
-    if not durable:
-        return
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    return name

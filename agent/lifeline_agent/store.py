@@ -28,7 +28,7 @@ from lifeline_agent.contract import (
     ClusterSecret,
     ContractError,
 )
-from lifeline_agent.kubeconfig import atomic_write, dump_kubeconfig, load_kubeconfig
+from lifeline_agent.kubeconfig import NewFile, atomic_write, dump_kubeconfig, load_kubeconfig, replace_files
 from lifeline_agent.permissions import make_private_directories
 
 KUBECONFIG, PREVIOUS, KEY, CACHE, STATUS = "kubeconfig", "kubeconfig.prev", "key.pem", "cluster.json", "status.json"
@@ -152,8 +152,8 @@ class ClusterStore:
     def restore_previous(self, key_pem: bytes) -> None:
         """Put the previous generation (whose key is ``key_pem``) back as the current kubeconfig."""
         mode = 0o640 if self.operators_group else 0o600
-        atomic_write(self.kubeconfig_path, self.path(PREVIOUS).read_bytes(), mode=mode, group=self.operators_group)
-        atomic_write(self.path(KEY), key_pem, mode=0o600)
+        replace_files([NewFile(self.kubeconfig_path, self.path(PREVIOUS).read_bytes(), mode, self.operators_group),
+                       NewFile(self.path(KEY), key_pem)])  # fmt: skip
         self.swaps += 1
 
     def _load(self, path: Path) -> dict[str, Any] | None:
@@ -185,10 +185,10 @@ class ClusterStore:
         except FileNotFoundError:
             previous = None
         new = dump_kubeconfig(config)
-        if previous is not None and previous != new:
-            atomic_write(self.path(PREVIOUS), previous, mode=mode, group=self.operators_group)
-        atomic_write(self.kubeconfig_path, new, mode=mode, group=self.operators_group)
-        atomic_write(self.path(KEY), key_pem, mode=0o600)
+        group = self.operators_group
+        kept = [NewFile(self.path(PREVIOUS), b"", mode, group, same_as=self.kubeconfig_path)]  # the inode, linked
+        replace_files([*(kept if previous not in (None, new) else []), NewFile(self.kubeconfig_path, new, mode, group),
+                       NewFile(self.path(KEY), key_pem)])  # fmt: skip
         self.swaps += 1
         with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
             self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
