@@ -24,6 +24,7 @@ from lifeline_agent.tls_contexts import client_context
 
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+EAGER_LOOKS = 4  # looks at a CSR without a pause: as many GETs as the signer takes on loopback (about 5 ms)
 
 
 class KubeError(Exception):
@@ -301,14 +302,16 @@ class KubeSession:
     def wait_for_certificate(self, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> bytes:
         """Poll the CSR until ``status.certificate`` is set; :class:`CsrRejected` on Denied/Failed.
 
-        The first look is at once; then the pause is half the time waited so far, at least 1 ms and at most
-        1 s. kube-controller-manager's signer answers an approved CSR in about 5 ms on loopback
-        (bench/lab_speed.py), a busy one in a few hundred: the first looks follow it closely, and a slow
-        signer is asked about once a second.
+        The first :data:`EAGER_LOOKS` looks follow each other at once; then the pause is half the time waited so
+        far, at least 1 ms and at most 1 s. kube-controller-manager's signer answers an approved CSR in about 5 ms
+        on loopback (bench/lab_speed.py), three or four GETs, a busy one in a few hundred: the first looks see the
+        certificate as soon as it is there, and a slow signer is asked about once a second.
         """
         started = time.monotonic()
         deadline = started + timeout
+        looks = 0
         while True:
+            looks += 1
             csr = self.request("GET", f"{CSR_PATH}/{name}")
             status = csr.get("status") or {}
             for condition in status.get("conditions") or []:
@@ -320,4 +323,5 @@ class KubeSession:
             now = time.monotonic()
             if now >= deadline:
                 raise CsrTimeout(f"CSR {name}: no certificate after {timeout:g} s")
-            sleep(min(max((now - started) / 2, 0.001), 1.0, deadline - now))
+            if looks >= EAGER_LOOKS:
+                sleep(min(max((now - started) / 2, 0.001), 1.0, deadline - now))
