@@ -138,33 +138,53 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | Non
 
 
 def replace_files(files: Sequence[NewFile], *, durable: bool = True) -> None:
-    """Replace each file atomically, in the order given, all durable when this returns.
+    """Replace each file atomically, in the order given, all durable when this returns (:class:`StagedFiles`)."""
+    StagedFiles(files, durable=durable).commit()
+
+
+class StagedFiles:
+    """New contents of files, written beside them and not yet in their place.
 
     Each new content goes to a temp file in the file's directory, created with its mode (never wider) and
-    fsynced; then the temp files are renamed over the files, one after the other; then each directory is
-    fsynced once. A ``same_as`` file is hard-linked instead of copied: its data is on disk already (it was
-    written here). Nothing is renamed unless every temp file was written; temp files are removed if anything
-    fails.
+    fsynced (``durable``); :meth:`commit` renames the temp files over the files, one after the other, then
+    fsyncs each directory once; :meth:`discard` removes them. A ``same_as`` file is hard-linked instead of
+    copied: its data is on disk already (it was written here). Temp files are removed if anything fails.
     """
-    temps: list[str] = []
-    renamed = 0
-    try:
-        for file in files:
-            temps.append(_temp_file(file, durable))
-        for file, name in zip(files, temps, strict=True):
-            os.replace(name, file.path)
-            renamed += 1
-    except BaseException:
-        for name in temps[renamed:]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-        raise
-    for directory in dict.fromkeys(file.path.parent for file in files) if durable else ():
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+
+    def __init__(self, files: Sequence[NewFile], *, durable: bool = True) -> None:
+        self.files, self.durable = list(files), durable
+        self._temps: list[str] = []
         try:
-            os.fsync(dir_fd)
+            for file in self.files:
+                self._temps.append(_temp_file(file, durable))
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> None:
+        """Every file in its place (nothing is renamed unless every temp file was written); durable on return."""
+        renamed = 0
+        try:
+            for file, name in zip(self.files, self._temps, strict=True):
+                os.replace(name, file.path)
+                renamed += 1
         finally:
-            os.close(dir_fd)
+            del self._temps[:renamed]
+            self.discard()
+        for directory in dict.fromkeys(file.path.parent for file in self.files) if self.durable else ():
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def discard(self) -> None:
+        """Remove the temp files not renamed yet, as far as the file system lets it (what caused the discard
+        matters more)."""
+        for name in self._temps:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        self._temps.clear()
 
 
 def _temp_file(file: NewFile, durable: bool) -> str:

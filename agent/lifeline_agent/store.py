@@ -18,7 +18,10 @@ import grp
 import json
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,14 @@ from lifeline_agent.contract import (
     ClusterSecret,
     ContractError,
 )
-from lifeline_agent.kubeconfig import NewFile, atomic_write, dump_kubeconfig, load_kubeconfig, replace_files
+from lifeline_agent.kubeconfig import (
+    NewFile,
+    StagedFiles,
+    atomic_write,
+    dump_kubeconfig,
+    load_kubeconfig,
+    replace_files,
+)
 from lifeline_agent.permissions import make_private_directories
 
 KUBECONFIG, PREVIOUS, KEY, CACHE, STATUS = "kubeconfig", "kubeconfig.prev", "key.pem", "cluster.json", "status.json"
@@ -178,20 +188,45 @@ class ClusterStore:
 
     def install(self, config: dict[str, Any], key_pem: bytes) -> None:
         """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each step atomic."""
+        with self.installing(config, key_pem, in_background=False) as install:
+            install()
+
+    @contextlib.contextmanager
+    def installing(self, config: dict[str, Any], key_pem: bytes, *,
+                   in_background: bool = True) -> Iterator[Callable[[], None]]:  # fmt: skip
+        """The files of :meth:`install` written beside the current ones (in a thread: while the caller proves
+        ``config``); calling what this yields puts them in place as :meth:`install` does. Not called: removed."""
         self.ensure()
-        mode = 0o640 if self.operators_group else 0o600
+        staging = _started(lambda: StagedFiles(self._install_files(config, key_pem)), in_background)
+        installed = False
+
+        def install() -> None:
+            nonlocal installed
+            staging.result().commit()
+            installed = True
+            self.swaps += 1
+            with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
+                self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
+
+        try:
+            yield install
+        finally:
+            if not installed and staging.exception() is None:  # waits for the thread
+                staging.result().discard()
+
+    def _install_files(self, config: dict[str, Any], key_pem: bytes) -> list[NewFile]:
+        for name in (KUBECONFIG, KEY):  # what an install that failed could not remove (a read-only disk, say)
+            for stale in self.directory.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        mode, group = 0o640 if self.operators_group else 0o600, self.operators_group
         try:
             previous = self.kubeconfig_path.read_bytes()
         except FileNotFoundError:
             previous = None
         new = dump_kubeconfig(config)
-        group = self.operators_group
         kept = [NewFile(self.path(PREVIOUS), b"", mode, group, same_as=self.kubeconfig_path)]  # the inode, linked
-        replace_files([*(kept if previous not in (None, new) else []), NewFile(self.kubeconfig_path, new, mode, group),
-                       NewFile(self.path(KEY), key_pem)])  # fmt: skip
-        self.swaps += 1
-        with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
-            self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
+        return [*(kept if previous not in (None, new) else []), NewFile(self.kubeconfig_path, new, mode, group),
+                NewFile(self.path(KEY), key_pem)]  # fmt: skip
 
     # --- the cached secret and IPs ------------------------------------------------------------------
 
@@ -241,3 +276,21 @@ def known_clusters(state_dir: Path) -> list[str]:
     except OSError:  # missing, or not readable by this user (status run by an operator)
         return []
     return [name for name in entries if (state_dir / name / CACHE).is_file()]
+
+
+
+def _started(work: Callable[[], StagedFiles], in_background: bool) -> Future[StagedFiles]:
+    """``work()``'s outcome, run in a thread of its own or at once."""
+    future: Future[StagedFiles] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future
+            future.set_exception(exc)
+
+    if in_background:
+        threading.Thread(target=run, name="install-staging", daemon=True).start()
+    else:
+        run()
+    return future
