@@ -270,7 +270,8 @@ class ClusterAgent:
         """A new key and certificate: with the current certificate when given (no Region needed), else bootstrap."""
         log.info("issuing a new certificate: %s", reason, extra={"cluster": self.cluster})
         self.state = ClusterState.RENEWING
-        self.publish()
+        if self.observer is not None:  # status.json says what the last step ended with, until this one ends
+            self.observer.publish(self.health())
         try:
             if installed is not None:
                 try:

@@ -1,5 +1,5 @@
 """What one renewal puts on the wire, on both control-plane backends: the requests of a real ``ClusterAgent``'s
-steps in order, the TCP connections they open, and the link probes of a bootstrap.
+steps in order, the TCP connections they open, and the link probes of a bootstrap; and what it writes to disk.
 
 A renewal is, as the certificate it renews: create the CSR, approve it, read it until the certificate is there;
 then, as the new certificate (TLS sends a client certificate per connection, so this is a connection of its
@@ -11,6 +11,7 @@ that installs nothing, as the installed certificate.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ class Wire:
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     connections: dict[str, int] = field(default_factory=dict)
     needless_connections: list[tuple[str, str, str]] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # files renamed into place, anywhere below ``disk``
+    fsyncs: int = 0
+    disk: str = "/nowhere"
     _open: dict[int, bool] = field(default_factory=dict)  # id(session) -> its connection is still open
     _opened = False
 
@@ -48,6 +52,8 @@ class Wire:
         self.requests.clear()
         self.connections.clear()
         self.needless_connections.clear()
+        self.replaced.clear()
+        self.fsyncs = 0
 
 
 @pytest.fixture
@@ -72,8 +78,22 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
         seen._opened = True
         return connect(address, *args, **kwargs)
 
+    replace, fsync = os.replace, os.fsync
+
+    def recorded_replace(source: Any, target: Any) -> None:
+        if str(target).startswith(seen.disk):
+            seen.replaced.append(os.path.basename(target))
+        replace(source, target)
+
+    def counted_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(seen.disk):
+            seen.fsyncs += 1
+        fsync(fd)
+
     monkeypatch.setattr(kube.KubeSession, "request", recorded_request)
     monkeypatch.setattr(transport.socket, "create_connection", counted_connect)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    monkeypatch.setattr(os, "fsync", counted_fsync)
     yield seen
 
 
@@ -107,6 +127,7 @@ def test_a_renewal_step_makes_five_requests_over_one_connection_per_certificate(
         old = fingerprint(kube.from_kubeconfig(agent.store.current() or {})[1])
 
         wire.clear()
+        wire.disk = str(config.state_dir)
         agent.request_renewal("the test renews now")
         agent.step()
         assert agent.state is ClusterState.READY, agent.last_error
@@ -125,6 +146,8 @@ def test_a_renewal_step_makes_five_requests_over_one_connection_per_certificate(
     if backend == "real":  # kube-apiserver keeps connections alive: one for the CSR, one to verify
         assert wire.connections == {old: 1, new: 1}, wire.connections
     assert name in lifeline_csrs(kubectl, admin)  # deleting it is not part of the renewal
+    assert wire.replaced == ["kubeconfig.prev", "kubeconfig", "key.pem", "status.json"]  # each file once
+    assert wire.fsyncs == 3  # the new kubeconfig and key, then their directory (status.json need not last)
 
     wire.clear()
     agent.step()  # a step that installs nothing deletes the CSRs of the last two issues, as the installed identity
