@@ -24,7 +24,7 @@ from lifeline_agent.tls_contexts import client_context
 
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
-EAGER_LOOKS = 4  # looks at a CSR without a pause: as many GETs as the signer takes on loopback (about 5 ms)
+EAGER_LOOKS = 8  # looks at a CSR without a pause: the GETs a signer that is busy takes on loopback (~10 ms)
 
 
 class KubeError(Exception):
@@ -304,8 +304,8 @@ class KubeSession:
 
         The first :data:`EAGER_LOOKS` looks follow each other at once; then the pause is half the time waited so
         far, at least 1 ms and at most 1 s. kube-controller-manager's signer answers an approved CSR in about 5 ms
-        on loopback (bench/lab_speed.py), three or four GETs, a busy one in a few hundred: the first looks see the
-        certificate as soon as it is there, and a slow signer is asked about once a second.
+        on loopback (bench/lab_speed.py), two to four GETs, in 10 ms and more on a busy machine: the first looks
+        see the certificate as soon as it is there, and a slow signer is asked about once a second.
         """
         started = time.monotonic()
         deadline = started + timeout
