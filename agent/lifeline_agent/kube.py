@@ -254,7 +254,9 @@ class KubeSession:
         return bool((review.get("status") or {}).get("allowed"))
 
     def read_kubernetes_service(self) -> dict[str, Any]:
-        return self.request("GET", "/api/v1/namespaces/default/services/kubernetes")
+        """The ``kubernetes`` service, from the API server's cache (``resourceVersion=0``): the read is allowed or
+        not all the same, without a round trip to etcd."""
+        return self.request("GET", "/api/v1/namespaces/default/services/kubernetes?resourceVersion=0")
 
     # --- certificate signing requests ---------------------------------------------------------------
 

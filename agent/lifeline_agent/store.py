@@ -116,6 +116,7 @@ class ClusterStore:
         self.operators_group = operators_group
         self.swaps = 0  # how often this object replaced the current kubeconfig (install or restore)
         self._parsed: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # path -> (stat, document)
+        self._cache: tuple[tuple[int, int, int], CachedCluster] | None = None  # cluster.json: (stat, parsed)
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -231,17 +232,24 @@ class ClusterStore:
     # --- the cached secret and IPs ------------------------------------------------------------------
 
     def load_cache(self) -> CachedCluster | None:
+        """``cluster.json``, read at every step: parsed again only when the file changed, as the kubeconfig."""
         path = self.path(CACHE)
         try:
-            document = json.loads(path.read_bytes())
+            with path.open("rb") as handle:
+                seen = _identity(os.fstat(handle.fileno()))
+                if self._cache is not None and self._cache[0] == seen:
+                    return self._cache[1]
+                document = json.loads(handle.read())
             secret = ConfiguredCluster.from_dict(document["configured"]) if "configured" in document \
                 else ClusterSecret.from_dict(document["secret"])  # fmt: skip
             ips = tuple(str(ip) for ip in document.get("ips") or ())
-            return CachedCluster(secret=secret, ips=ips, fetched_at=float(document.get("fetchedAt", 0)))
+            cached = CachedCluster(secret=secret, ips=ips, fetched_at=float(document.get("fetchedAt", 0)))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, ContractError) as exc:
             raise StoreError(f"{path}: unreadable cache ({exc})") from None
+        self._cache = (seen, cached)
+        return cached
 
     def save_cache(self, cached: CachedCluster) -> None:
         self.ensure()

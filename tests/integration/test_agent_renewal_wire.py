@@ -27,7 +27,7 @@ from tests.conftest import Kubectl, both_backends, lab_of_backend
 lab = pytest.fixture(name="lab")(lab_of_backend)
 
 SSR = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
-SERVICE = "/api/v1/namespaces/default/services/kubernetes"
+SERVICE = "/api/v1/namespaces/default/services/kubernetes?resourceVersion=0"  # from the API server's cache
 
 
 def fingerprint(credential: kube.Credential) -> str:
@@ -42,6 +42,7 @@ class Wire:
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     connections: dict[str, int] = field(default_factory=dict)
     needless_connections: list[tuple[str, str, str]] = field(default_factory=list)
+    resumed: dict[str, list[bool]] = field(default_factory=dict)  # per credential: each TLS handshake resumed?
     replaced: list[str] = field(default_factory=list)  # files renamed into place, anywhere below ``disk``
     fsyncs: int = 0
     disk: str = "/nowhere"
@@ -52,6 +53,7 @@ class Wire:
         self.requests.clear()
         self.connections.clear()
         self.needless_connections.clear()
+        self.resumed.clear()
         self.replaced.clear()
         self.fsyncs = 0
 
@@ -78,6 +80,12 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
         seen._opened = True
         return connect(address, *args, **kwargs)
 
+    handshake = transport._handshake
+
+    def noted_handshake(sock: Any, deadline: Any) -> None:
+        handshake(sock, deadline)
+        seen.resumed.setdefault(seen.requests[-1][0], []).append(sock.session_reused)
+
     replace, fsync = os.replace, os.fsync
 
     def recorded_replace(source: Any, target: Any) -> None:
@@ -93,6 +101,7 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
     monkeypatch.setattr(kube.KubeSession, "request", recorded_request)
     monkeypatch.setattr(transport.socket, "create_connection", counted_connect)
     monkeypatch.setattr(os, "replace", recorded_replace)
+    monkeypatch.setattr(transport, "_handshake", noted_handshake)
     monkeypatch.setattr(os, "fsync", counted_fsync)
     yield seen
 
@@ -143,6 +152,8 @@ def test_a_renewal_step_makes_five_requests_over_one_connection_per_certificate(
     assert wire.requests == [(old, "POST", created), (old, "PUT", csr[0]), *polls, (new, "POST", SSR),
                              (new, "GET", SERVICE)], wire.requests  # fmt: skip
     assert wire.needless_connections == []  # a new connection only where the server closed the last one
+    assert wire.resumed[old][0] and not wire.resumed[new][0]  # the old certificate's session resumes (its ticket
+    # came with its own check in the last step); the new certificate's check is a full handshake
     if backend == "real":  # kube-apiserver keeps connections alive: one for the CSR, one to verify
         assert wire.connections == {old: 1, new: 1}, wire.connections
     assert name in lifeline_csrs(kubectl, admin)  # deleting it is not part of the renewal
@@ -155,3 +166,11 @@ def test_a_renewal_step_makes_five_requests_over_one_connection_per_certificate(
     deletes = [request for request in wire.requests if request[1] == "DELETE"]
     assert len(deletes) == 2 and {who for who, _, _ in deletes} == {new}, wire.requests
     assert lifeline_csrs(kubectl, admin) == []
+    assert wire.resumed[new] and all(wire.resumed[new])  # with the ticket of the check (one per connection)
+
+    wire.clear()
+    with agent_credentials(lab):
+        agent.request_renewal("the test renews again")
+        agent.step()
+    assert agent.state is ClusterState.READY, agent.last_error
+    assert wire.resumed[new][0]  # the same ticket a third time: the servers take a ticket more than once
