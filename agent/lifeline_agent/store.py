@@ -109,7 +109,7 @@ class CachedCluster:
 
 
 class ClusterStore:
-    """The files of one cluster. Only :meth:`install` changes the current kubeconfig."""
+    """The files of one cluster. Only :meth:`install` (and :meth:`installing`) changes the current kubeconfig."""
 
     def __init__(self, directory: Path, *, operators_group: str | None = None) -> None:
         self.directory = Path(directory)
