@@ -113,11 +113,10 @@ def lifeline_csrs(kubectl: Kubectl, admin: Path) -> list[str]:
 
 
 @both_backends
-def test_a_renewal_step_makes_five_requests_over_one_connection_per_certificate(
+def test_a_renewal_step_asks_only_what_it_needs_over_one_connection_per_certificate(
         lab: Any, backend: str, tmp_path: Path, kubectl: Kubectl, wire: Wire, unique_name: str) -> None:
     from lifeline_agent.config import load_config
-    from lifeline_agent.daemon import make_link_monitor
-    from lifeline_agent.link import LinkMonitor
+    from lifeline_agent.link import LinkMonitor, probe_region
     from lifeline_agent.observability import ClusterState
     from lifeline_agent.reconcile import ClusterAgent
 
@@ -126,9 +125,14 @@ def test_a_renewal_step_makes_five_requests_over_one_connection_per_certificate(
     admin = lab.admin_kubeconfig(unique_name)
     config = load_config(write_config(lab, tmp_path, [unique_name]))
     probes: list[bool] = []
+
+    def probe() -> bool:  # the daemon's probe, counted
+        probes.append(probe_region(region=config.region, endpoint_url=config.aws_endpoint_url,
+                                   timeout=config.probe_timeout))  # fmt: skip
+        return probes[-1]
+
     with agent_credentials(lab):
-        real_link = make_link_monitor(config, None)
-        link = LinkMonitor(lambda: probes.append(real_link._probe()) or probes[-1], config.probe_interval)
+        link = LinkMonitor(probe, config.probe_interval)
         agent = ClusterAgent(config, unique_name, link)
         agent.step()  # bootstrap with an IAM token
         assert agent.state is ClusterState.READY, agent.last_error
