@@ -31,11 +31,13 @@ class ClusterView:
         self.config, self.cluster, self.store, self.link = config, cluster, store, link
         self.settings = config.cluster(cluster)
         self._checked = float("-inf")  # time.monotonic() of the last look at the Region's secret
+        self.asked = float("-inf")  # time.monotonic() when the current step asked for the view
         self._trust = TrustGate(store, lambda: describe_cluster(
             cluster, region=config.region, endpoint_url=config.aws_endpoint_url, timeout=config.timing.api_timeout))
 
     def current(self, now: float) -> CachedCluster:
         """The view for this step; :class:`NeedsLink` when there is none yet and the Region is out of reach."""
+        self.asked = time.monotonic()  # a link probe started since then is this step's: one probe per step
         if self.settings.regionless:  # the operator's configuration is the trust anchor: no Region at all
             return regionless.cached_view(self.settings, self.store, now, self.config.timing, self.addresses)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -152,8 +153,8 @@ class ClusterSecret:
         if len(self.outpost_arns) != 1 or not all(OUTPOST_ARN_PATTERN.fullmatch(a) for a in self.outpost_arns):
             raise ContractError("outpostArns: expected exactly one Outpost ARN")
 
-    @property
-    def ca_pem(self) -> bytes:
+    @functools.cached_property
+    def ca_pem(self) -> bytes:  # read at every step: decoded (and checked) once
         return decode_ca(self.certificate_authority_data)
 
     @property

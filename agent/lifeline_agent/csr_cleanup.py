@@ -1,8 +1,10 @@
 """Deleting a cluster's CSRs after use, whenever the identity making the request may.
 
-The contract's RBAC lets the bootstrap identity (``lifeline:agents``) create and approve CSRs but not
-delete them; the break-glass identity may. A 403 is remembered per identity, not for the process: a
-renewal with the agent's own certificate still deletes its CSR, and the ones a refused identity left.
+Deleting is hygiene (the API server's csrcleaner removes an approved CSR after about an hour), so it never
+delays a new kubeconfig: the agent queues each CSR it made (:meth:`CsrCleanup.later`) and deletes the queue as
+its installed credential in a step that installs nothing, and before its loop stops. The contract's RBAC lets
+the bootstrap identity (``lifeline:agents``) create and approve CSRs but not delete them; the break-glass
+identity may. A 403 is remembered per identity, not for the process: the names stay queued for another one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from lifeline_agent import kube
 
 log = logging.getLogger(__name__)
 
-LEFTOVERS_KEPT = 16  # the API server's csrcleaner removes the rest after about an hour
+KEPT = 16  # CSR names queued at most; the API server's csrcleaner removes the rest after about an hour
 
 
 def identity_of(credential: kube.Credential) -> str:
@@ -31,41 +33,43 @@ def identity_of(credential: kube.Credential) -> str:
 
 
 class CsrCleanup:
-    """One cluster's CSR deletions: identities refused before, and the CSRs they had to leave behind."""
+    """One cluster's CSRs still to delete, and the identities refused before."""
 
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster
         self._refused: set[str] = set()
-        self._leftovers: list[str] = []
+        self.pending: list[str] = []
+
+    def later(self, name: str) -> None:
+        """Delete ``name`` at the next :meth:`delete_pending`."""
+        self.pending = [*self.pending, name][-KEPT:]
 
     def after_use(self, session: kube.KubeSession, name: str) -> None:
-        """Delete ``name`` unless this identity was refused before; then the leftovers, within one timeout.
+        """Delete ``name`` (and what is queued) now, over ``session`` (a one-off request: ``grant``)."""
+        self.later(name)
+        self._delete(session)
 
-        The deletion is sent at once and its answer read before the session's next request or at its close,
-        so the server deletes while the agent verifies and installs the new kubeconfig.
-        """
+    def delete_pending(self, target: kube.Target, credential: kube.Credential, timeout: float) -> None:
+        """Delete the queued CSRs as ``credential``, over one connection, within about ``timeout``; never raises
+        a :class:`kube.KubeError` (what could not be deleted stays queued)."""
+        if self.pending and identity_of(credential) not in self._refused:
+            with kube.KubeSession(target, credential, timeout=timeout) as session:
+                self._delete(session)
+
+    def _delete(self, session: kube.KubeSession) -> None:
         identity = identity_of(session.credential)
-        if identity in self._refused:
-            self._leave(name)
-            return
-
-        def answered(error: kube.KubeError | None) -> None:
-            if isinstance(error, kube.Forbidden):
-                log.info("%s may not delete CSRs; leaving them to the API server's cleanup", identity,
-                         extra={"cluster": self.cluster})  # fmt: skip
-                self._refused.add(identity)
-                self._leave(name)
-                return
-            self._delete_leftovers(session)
-
-        session.request_later("DELETE", f"{kube.CSR_PATH}/{name}", answered)
-
-    def _leave(self, name: str) -> None:
-        self._leftovers = [*self._leftovers, name][-LEFTOVERS_KEPT:]
-
-    def _delete_leftovers(self, session: kube.KubeSession) -> None:
         budget = time.monotonic() + session.timeout
-        while self._leftovers and time.monotonic() < budget:
-            if not session.delete_csr(self._leftovers[0]):
+        while self.pending and identity not in self._refused and time.monotonic() < budget:
+            try:
+                session.request("DELETE", f"{kube.CSR_PATH}/{self.pending[0]}")
+            except kube.NotFound:
+                pass
+            except kube.Forbidden:
+                log.info("%s may not delete CSRs; leaving them to another identity or the API server's cleanup",
+                         identity, extra={"cluster": self.cluster})  # fmt: skip
+                self._refused.add(identity)
                 return
-            self._leftovers.pop(0)
+            except kube.KubeError as exc:
+                log.debug("CSR %s not deleted yet: %s", self.pending[0], exc, extra={"cluster": self.cluster})
+                return
+            self.pending.pop(0)

@@ -117,7 +117,8 @@ class Daemon:
         if not self._first_steps.acquire(turn, self._stopping):
             return
         try:
-            preload_libraries()
+            if self.config.needs_region:  # a Region-less agent never needs botocore
+                preload_libraries()
             delay = self._step(agent)
         finally:
             self._first_steps.release()
@@ -125,6 +126,7 @@ class Daemon:
             wake.wait(delay)
             wake.clear()
             if self._stopping.is_set():
+                agent.delete_csrs()  # what its steps have not deleted yet
                 return
             delay = self._step(agent)
 

@@ -112,6 +112,7 @@ class _Pass:
             run.agent = self.make_agent(self.config, run.name, self.link)
             run.agent.watch.begin()
             run.agent.step()
+            run.agent.delete_csrs()  # the pass is the agent's whole life: no later step deletes them
         except Exception as exc:  # a bug in one cluster's step must not end the pass for the others
             log.exception("unexpected error in the cluster's step", extra={"cluster": run.name})
             run.error = f"unexpected error: {type(exc).__name__}: {exc}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -90,23 +91,14 @@ class IssuedCertificate:
 
     def signed_by(self, ca_pem: bytes) -> bool:
         """True when one of the CA certificates in ``ca_pem`` issued this certificate."""
-        try:
-            authorities = x509.load_pem_x509_certificates(ca_pem)
-        except ValueError:
-            return False
-        for authority in authorities:
-            try:
-                self.certificate.verify_directly_issued_by(authority)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            return True
-        return False
+        return _issued_by(self.pem, ca_pem)
 
     def matches_key(self, key: PrivateKey) -> bool:
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         return self.certificate.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
 
 
+@functools.lru_cache(maxsize=64)  # each step reads the installed certificate: two per cluster, one new
 def parse_certificate(pem: bytes) -> IssuedCertificate:
     """Parse the first certificate of ``pem``; :class:`CertificateError` when it is not a client certificate."""
     try:
@@ -131,6 +123,22 @@ def parse_certificate(pem: bytes) -> IssuedCertificate:
         issuer=certificate.issuer,
         certificate=certificate,
     )
+
+
+@functools.lru_cache(maxsize=64)  # asked at each step about the installed certificate and the cluster CA
+def _issued_by(pem: bytes, ca_pem: bytes) -> bool:
+    try:
+        certificate = x509.load_pem_x509_certificates(pem)[0]
+        authorities = x509.load_pem_x509_certificates(ca_pem)
+    except (ValueError, IndexError):
+        return False
+    for authority in authorities:
+        try:
+            certificate.verify_directly_issued_by(authority)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
 
 
 def utc(timestamp: float) -> str:

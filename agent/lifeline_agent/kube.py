@@ -24,6 +24,7 @@ from lifeline_agent.tls_contexts import client_context
 
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+EAGER_LOOKS = 8  # looks at a CSR without a pause: the GETs a signer that is busy takes on loopback (~10 ms)
 
 
 class KubeError(Exception):
@@ -177,13 +178,9 @@ class KubeSession:
             url.hostname or "", port, server_name=target.tls_server_name or url.hostname or "",
             context=lambda: client_context(target.ca_pem, client_cert),
         )  # fmt: skip
-        self._later: tuple[str, str, Callable[[KubeError | None], None]] | None = None
 
     def close(self) -> None:
-        try:
-            self._finish_later()
-        finally:
-            self._connection.close()
+        self._connection.close()
 
     def __enter__(self) -> KubeSession:
         return self
@@ -193,32 +190,8 @@ class KubeSession:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON in, JSON out; HTTP and transport errors become :class:`KubeError` subclasses."""
-        self._finish_later()
         self._send(method, path, body)
         return self._answer(method, path)
-
-    def request_later(self, method: str, path: str, on_answer: Callable[[KubeError | None], None]) -> None:
-        """Send a request now and read its answer before the next request or at :meth:`close`, so the server
-        works on it meanwhile; ``on_answer`` gets ``None`` when it succeeded, else the :class:`KubeError`."""
-        self._finish_later()
-        try:
-            self._send(method, path, None)
-        except KubeError as exc:
-            on_answer(exc)
-            return
-        self._later = (method, path, on_answer)
-
-    def _finish_later(self) -> None:
-        if self._later is None:
-            return
-        method, path, on_answer = self._later
-        self._later = None
-        try:
-            self._answer(method, path)
-        except KubeError as exc:
-            on_answer(exc)
-            return
-        on_answer(None)
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> None:
         where = f"{method} {self._netloc}{path}"
@@ -281,7 +254,9 @@ class KubeSession:
         return bool((review.get("status") or {}).get("allowed"))
 
     def read_kubernetes_service(self) -> dict[str, Any]:
-        return self.request("GET", "/api/v1/namespaces/default/services/kubernetes")
+        """The ``kubernetes`` service, from the API server's cache (``resourceVersion=0``): the read is allowed or
+        not all the same, without a round trip to etcd."""
+        return self.request("GET", "/api/v1/namespaces/default/services/kubernetes?resourceVersion=0")
 
     # --- certificate signing requests ---------------------------------------------------------------
 
@@ -329,14 +304,16 @@ class KubeSession:
     def wait_for_certificate(self, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> bytes:
         """Poll the CSR until ``status.certificate`` is set; :class:`CsrRejected` on Denied/Failed.
 
-        The first look is at once; then the pause is half the time waited so far, at least 1 ms and at most
-        1 s. kube-controller-manager's signer answers an approved CSR in about 5 ms on loopback
-        (bench/lab_speed.py), a busy one in a few hundred: the first looks follow it closely, and a slow
-        signer is asked about once a second.
+        The first :data:`EAGER_LOOKS` looks follow each other at once; then the pause is half the time waited so
+        far, at least 1 ms and at most 1 s. kube-controller-manager's signer answers an approved CSR in about 5 ms
+        on loopback (bench/lab_speed.py), two to four GETs, in 10 ms and more on a busy machine: the first looks
+        see the certificate as soon as it is there, and a slow signer is asked about once a second.
         """
         started = time.monotonic()
         deadline = started + timeout
+        looks = 0
         while True:
+            looks += 1
             csr = self.request("GET", f"{CSR_PATH}/{name}")
             status = csr.get("status") or {}
             for condition in status.get("conditions") or []:
@@ -348,14 +325,5 @@ class KubeSession:
             now = time.monotonic()
             if now >= deadline:
                 raise CsrTimeout(f"CSR {name}: no certificate after {timeout:g} s")
-            sleep(min(max((now - started) / 2, 0.001), 1.0, deadline - now))
-
-    def delete_csr(self, name: str) -> bool:
-        """Best effort (CSRs are garbage-collected after about an hour); False when RBAC does not allow it."""
-        try:
-            self.request("DELETE", f"{CSR_PATH}/{name}")
-        except Forbidden:
-            return False
-        except KubeError:
-            pass
-        return True
+            if looks >= EAGER_LOOKS:
+                sleep(min(max((now - started) / 2, 0.001), 1.0, deadline - now))

@@ -11,6 +11,8 @@ import base64
 import contextlib
 import grp
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,64 +116,118 @@ def load_kubeconfig(data: bytes) -> dict[str, Any]:
     return config
 
 
+@dataclass(frozen=True)
+class NewFile:
+    """What :func:`replace_files` puts at ``path``: ``data``, or the inode of ``same_as`` (a durable file) linked."""
+
+    path: Path
+    data: bytes = b""
+    mode: int = 0o600
+    group: str | None = None
+    same_as: Path | None = None
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, group: str | None = None,
                  durable: bool = True) -> None:  # fmt: skip
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix (:func:`replace_files`).
 
-    Temp file in the same directory, created with ``mode`` (never wider), fsync, rename, fsync of
-    the directory. The temp file is removed if anything fails. ``durable=False`` leaves out both fsyncs,
-    for snapshots rewritten at every step that a power cut may roll back or empty (readers still see one
-    whole file).
+    ``durable=False`` leaves out the fsyncs, for snapshots rewritten at every step that a power cut may roll back
+    or empty (readers still see one whole file).
     """
-    path = Path(path)
-    tmp_name = _written_temp_file(path, data, mode=mode, group=group, durable=durable)
-    try:
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    if durable:
-        _fsync_directory(path.parent)
+    replace_files([NewFile(Path(path), data, mode, group)], durable=durable)
 
 
 def write_new_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Create ``path`` with ``data``, whole or not at all, never replacing anything that is there
     (a file, a symlink, or one made a moment ago): :class:`FileExistsError` then.
 
-    Temp file in the same directory, fsync, hard link to ``path`` (which fails if the name exists), removal
-    of the temp name, fsync of the directory.
+    A temp file beside it (fsynced), hard-linked to ``path`` (which fails if the name exists), the temp name
+    removed, the directory fsynced.
     """
     path = Path(path)
-    tmp_name = _written_temp_file(path, data, mode=mode, group=None, durable=True)
+    name = _temp_file(NewFile(path, data, mode), durable=True)
     try:
-        os.link(tmp_name, path, follow_symlinks=False)
+        os.link(name, path, follow_symlinks=False)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+            os.unlink(name)
     _fsync_directory(path.parent)
 
 
-def _written_temp_file(path: Path, data: bytes, *, mode: int, group: str | None, durable: bool) -> str:
-    """A temp file beside ``path`` holding ``data`` (``mode``, ``group``); removed again if anything fails."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def replace_files(files: Sequence[NewFile], *, durable: bool = True) -> None:
+    """Replace each file atomically, in the order given, all durable when this returns (:class:`StagedFiles`)."""
+    StagedFiles(files, durable=durable).commit()
+
+
+class StagedFiles:
+    """New contents of files, written beside them and not yet in their place.
+
+    Each new content goes to a temp file in the file's directory, created with its mode (never wider) and
+    fsynced (``durable``); :meth:`commit` renames the temp files over the files, one after the other, then
+    fsyncs each directory once; :meth:`discard` removes them. A ``same_as`` file is hard-linked instead of
+    copied: its data is on disk already (it was written here). Temp files are removed if anything fails.
+    """
+
+    def __init__(self, files: Sequence[NewFile], *, durable: bool = True) -> None:
+        self.files, self.durable = list(files), durable
+        self._temps: list[str] = []
+        try:
+            for file in self.files:
+                self._temps.append(_temp_file(file, durable))
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> None:
+        """Every file in its place (nothing is renamed unless every temp file was written); durable on return."""
+        renamed = 0
+        try:
+            for file, name in zip(self.files, self._temps, strict=True):
+                os.replace(name, file.path)
+                renamed += 1
+        finally:
+            del self._temps[:renamed]
+            self.discard()
+        for directory in dict.fromkeys(file.path.parent for file in self.files) if self.durable else ():
+            _fsync_directory(directory)
+
+    def discard(self) -> None:
+        """Remove the temp files not renamed yet, as far as the file system lets it (what caused the discard
+        matters more)."""
+        for name in self._temps:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        self._temps.clear()
+
+
+def _temp_file(file: NewFile, durable: bool) -> str:
+    """A temp file beside ``file.path`` with its new content; its name."""
+    if file.same_as is not None:
+        name = os.path.join(file.path.parent, f".{file.path.name}.{secrets.token_hex(6)}.tmp")
+        found = os.stat(file.same_as)
+        group_id = -1 if file.group is None else grp.getgrnam(file.group).gr_gid
+        if stat.S_IMODE(found.st_mode) == file.mode and group_id in (-1, found.st_gid):
+            with contextlib.suppress(OSError):  # no hard links on this file system: copied below
+                os.link(file.same_as, name)
+                return name
+        file = NewFile(file.path, file.same_as.read_bytes(), file.mode, file.group)  # a copy, these permissions
+    fd, name = tempfile.mkstemp(prefix=f".{file.path.name}.", suffix=".tmp", dir=file.path.parent)
     try:
-        os.fchmod(fd, mode)
-        if group is not None:
-            os.fchown(fd, -1, grp.getgrnam(group).gr_gid)
+        os.fchmod(fd, file.mode)
+        if file.group is not None:
+            os.fchown(fd, -1, grp.getgrnam(file.group).gr_gid)
         with os.fdopen(fd, "wb") as handle:
             fd = -1
-            handle.write(data)
+            handle.write(file.data)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        os.unlink(name)
         raise
-    return tmp_name
+    return name
 
 
 def _fsync_directory(directory: Path) -> None:

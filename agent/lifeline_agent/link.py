@@ -27,6 +27,7 @@ class LinkMonitor:
 
     ``is_up(fresh=True)`` wants a result from a probe that started after the call: the clusters that asked
     while one probe ran (a fleet's first pass) share the next one instead of queueing for one each.
+    ``is_up(since=t)`` takes a probe that started at ``t`` (``time.monotonic()``) or later: one step probes once.
     ``report`` gets every result (the Observer logs changes and sets ``lifeline_service_link_up``).
     """
 
@@ -41,10 +42,10 @@ class LinkMonitor:
     def last(self) -> bool | None:
         return self._up
 
-    def is_up(self, *, fresh: bool = False) -> bool:
-        asked = time.monotonic()
+    def is_up(self, *, fresh: bool = False, since: float | None = None) -> bool:
+        since = time.monotonic() if fresh else since
         with self._lock:
-            stale = self._started < asked if fresh else time.monotonic() - self._checked >= self.interval
+            stale = self._started < since if since is not None else time.monotonic() - self._checked >= self.interval
             if stale:
                 self._started = time.monotonic()
                 self._up = self._probe()

@@ -21,8 +21,8 @@ from lifeline_agent.observability import ClusterHealth, ClusterState, Observer
 from lifeline_agent.reconcile import ClusterAgent
 
 # API-server and Region calls one step can make, each up to its deadline: the secret, verifying the installed
-# kubeconfig (who am I, access review, read), then a renewal (create, read, approve, delete and leftovers)
-# and verifying the new kubeconfig, with a failover to another address on the way.
+# kubeconfig (who am I, access review, read), then a renewal (create, read, approve) and verifying the new
+# kubeconfig, with a failover to another address on the way; or, instead of a renewal, deleting earlier CSRs.
 STEP_CALLS = 12
 
 

@@ -76,7 +76,7 @@ class ClusterAgent:
         self._deadline_for: bytes | None = None
         self._last_logged: tuple[ClusterState, str] | None = None
         self._renewal_requested: str | None = None
-        self._delete_csrs = CsrCleanup(cluster)
+        self.csrs = CsrCleanup(cluster)  # deleted in steps that install nothing: never in a renewal's way
         self.hook = InstallHook(self.settings, observer)
         self.store.remove_stale_sessions()
         self.link = regionless.link_for(self.settings, self.store, link)  # Region-less: never waits for the link
@@ -98,12 +98,9 @@ class ClusterAgent:
         except Revoked as exc:
             self._record_failure(ClusterState.REVOKED, str(exc), logging.ERROR)
             delay = self.config.timing.backoff_cap
-        except UntrustedEndpoint as exc:
-            self._record_failure(ClusterState.UNTRUSTED, str(exc), logging.ERROR)
-            delay = backoff_delay(self.failures, self.config.timing.backoff_base, self.config.timing.backoff_cap,
-                                  self.rng)  # fmt: skip
-        except GroupChanged as exc:
-            self._record_failure(ClusterState.GROUP_CHANGED, str(exc), logging.ERROR)
+        except (UntrustedEndpoint, GroupChanged) as exc:
+            state = ClusterState.UNTRUSTED if isinstance(exc, UntrustedEndpoint) else ClusterState.GROUP_CHANGED
+            self._record_failure(state, str(exc), logging.ERROR)
             delay = backoff_delay(self.failures, self.config.timing.backoff_base, self.config.timing.backoff_cap,
                                   self.rng)  # fmt: skip
         except (kube.KubeError, RegionError, StoreError, ValueError, OSError) as exc:
@@ -138,9 +135,8 @@ class ClusterAgent:
         health = self.health()
         if self.observer is not None:
             self.observer.publish(health)
-        document = {k: v for k, v in vars(health).items()}
-        document["state"] = health.state.value
-        document["link"] = {True: "connected", False: "disconnected", None: "unknown"}[self.link.last]
+        document = vars(health) | {"state": health.state.value,
+                                   "link": {True: "connected", False: "disconnected", None: "unknown"}[self.link.last]}
         try:
             self.store.save_status(document)
         except OSError as exc:
@@ -182,6 +178,8 @@ class ClusterAgent:
         current = self._installed() if self.store.swaps != swaps else installed
         if current is None:
             raise StoreError("no kubeconfig is installed after this step")
+        if current is installed:
+            self.delete_csrs(current)
         self.not_after = current.certificate.not_after
         self.next_renewal = self._deadline(current.certificate)
         now = self.clock()
@@ -190,6 +188,13 @@ class ClusterAgent:
             delays.append(self.view.seconds_to_refresh())
         self.view.settle(cache)
         return min(delays)
+
+    def delete_csrs(self, installed: Installed | None = None) -> None:
+        """Delete the CSRs of earlier issues as the installed credential (``installed``, else read); best effort."""
+        with contextlib.suppress(StoreError, ValueError, KeyError, OSError):
+            installed = installed or _taken_apart(self.store.current())
+        if installed is not None:
+            self.csrs.delete_pending(installed.target, installed.credential, self.config.timing.api_timeout)
 
     # --- reading what is installed --------------------------------------------------------------------
 
@@ -265,7 +270,8 @@ class ClusterAgent:
         """A new key and certificate: with the current certificate when given (no Region needed), else bootstrap."""
         log.info("issuing a new certificate: %s", reason, extra={"cluster": self.cluster})
         self.state = ClusterState.RENEWING
-        self.publish()
+        if self.observer is not None:  # status.json says what the last step ended with, until this one ends
+            self.observer.publish(self.health())
         try:
             if installed is not None:
                 try:
@@ -274,7 +280,7 @@ class ClusterAgent:
                 except kube.Unauthorized as exc:
                     log.warning("the current certificate is not accepted (%s); bootstrapping", exc,
                                 extra={"cluster": self.cluster})  # fmt: skip
-            if not self.link.is_up(fresh=True):
+            if not self.link.is_up(since=self.view.asked):
                 raise NeedsLink(f"{reason}; a new certificate needs the service link to the Region, which is down")
             self._issue_with(cache, self._bootstrap_credential(cache.secret), None)
         except NeedsLink:
@@ -303,21 +309,16 @@ class ClusterAgent:
         key = generate_key(self.config.key_type)
         wanted = self._wanted(cache)
         csr = make_csr(key, wanted.common_name, wanted.organization)
-
-        with contextlib.ExitStack() as sessions:  # open until installed: the server deletes the CSR meanwhile
-
-            def request_certificate(target: kube.Target) -> tuple[kube.Target, bytes]:
-                session = sessions.enter_context(self._session(target, credential))
-                return target, self._csr_round_trip(session, csr)
-
-            target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), request_certificate)
-            certificate = parse_certificate(cert_pem)
-            admit(certificate, key, wanted, now=self.clock(), clock_skew=self.config.timing.clock_skew,
-                  min_remaining=self.config.timing.min_remaining_lifetime)  # fmt: skip
-            new_key = key_pem(key)
-            config = self._kubeconfig(target, cert_pem, new_key)
+        target, cert_pem = self._first_reachable(self._targets(cache, prefer_ip), lambda target: (
+            target, self._csr_round_trip(target, credential, csr)))  # fmt: skip
+        certificate = parse_certificate(cert_pem)
+        admit(certificate, key, wanted, now=self.clock(), clock_skew=self.config.timing.clock_skew,
+              min_remaining=self.config.timing.min_remaining_lifetime)  # fmt: skip
+        new_key = key_pem(key)
+        config = self._kubeconfig(target, cert_pem, new_key)
+        with self.store.installing(config, new_key) as install:  # the files are written while it is proven
             self._verify(config, wanted.organization)
-            self.store.install(config, new_key)
+            install()
         self.last_renewal, self._renewal_requested = self.clock(), None
         self._count_renewal("success")
         self.hook.installed(self.store.kubeconfig_path, certificate.not_after)
@@ -325,15 +326,14 @@ class ClusterAgent:
             "cluster": self.cluster, "server": target.server, "not_after": utc(certificate.not_after),
             "path": str(self.store.kubeconfig_path)})  # fmt: skip
 
-    def _csr_round_trip(self, session: kube.KubeSession, csr: bytes) -> bytes:
+    def _csr_round_trip(self, target: kube.Target, credential: kube.Credential, csr: bytes) -> bytes:
         stem = re.sub(r"[^a-z0-9-]+", "-", f"{self.config.host_id[:20]}-{self.cluster[:30]}".lower())
         name = f"lifeline-{stem}-{secrets.token_hex(4)}"  # a valid object name, unique per attempt
-        created = session.create_csr(name, csr, CSR_USAGES, self.config.certificate_lifetime)
-        try:
+        with self._session(target, credential) as session:
+            created = session.create_csr(name, csr, CSR_USAGES, self.config.certificate_lifetime)
+            self.csrs.later(name)
             session.approve_csr(name, f"lifeline agent on host {self.config.host_id}", created)
             return session.wait_for_certificate(name, self.config.timing.csr_timeout)
-        finally:
-            self._delete_csrs.after_use(session, name)
 
     def _kubeconfig(self, target: kube.Target, cert_pem: bytes, key: bytes) -> dict[str, Any]:
         return build_kubeconfig(cluster_name=self.cluster, server=target.server, ca_pem=target.ca_pem,

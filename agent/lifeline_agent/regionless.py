@@ -52,7 +52,7 @@ class NoLink(LinkMonitor):
     def last(self) -> bool | None:
         return None
 
-    def is_up(self, *, fresh: bool = False) -> bool:
+    def is_up(self, *, fresh: bool = False, since: float | None = None) -> bool:
         return True
 
 

@@ -18,7 +18,10 @@ import grp
 import json
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,14 @@ from lifeline_agent.contract import (
     ClusterSecret,
     ContractError,
 )
-from lifeline_agent.kubeconfig import atomic_write, dump_kubeconfig, load_kubeconfig
+from lifeline_agent.kubeconfig import (
+    NewFile,
+    StagedFiles,
+    atomic_write,
+    dump_kubeconfig,
+    load_kubeconfig,
+    replace_files,
+)
 from lifeline_agent.permissions import make_private_directories
 
 KUBECONFIG, PREVIOUS, KEY, CACHE, STATUS = "kubeconfig", "kubeconfig.prev", "key.pem", "cluster.json", "status.json"
@@ -99,13 +109,14 @@ class CachedCluster:
 
 
 class ClusterStore:
-    """The files of one cluster. Only :meth:`install` changes the current kubeconfig."""
+    """The files of one cluster. Only :meth:`install` (and :meth:`installing`) changes the current kubeconfig."""
 
     def __init__(self, directory: Path, *, operators_group: str | None = None) -> None:
         self.directory = Path(directory)
         self.operators_group = operators_group
         self.swaps = 0  # how often this object replaced the current kubeconfig (install or restore)
         self._parsed: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # path -> (stat, document)
+        self._cache: tuple[tuple[int, int, int], CachedCluster] | None = None  # cluster.json: (stat, parsed)
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -152,8 +163,8 @@ class ClusterStore:
     def restore_previous(self, key_pem: bytes) -> None:
         """Put the previous generation (whose key is ``key_pem``) back as the current kubeconfig."""
         mode = 0o640 if self.operators_group else 0o600
-        atomic_write(self.kubeconfig_path, self.path(PREVIOUS).read_bytes(), mode=mode, group=self.operators_group)
-        atomic_write(self.path(KEY), key_pem, mode=0o600)
+        replace_files([NewFile(self.kubeconfig_path, self.path(PREVIOUS).read_bytes(), mode, self.operators_group),
+                       NewFile(self.path(KEY), key_pem)])  # fmt: skip
         self.swaps += 1
 
     def _load(self, path: Path) -> dict[str, Any] | None:
@@ -178,35 +189,67 @@ class ClusterStore:
 
     def install(self, config: dict[str, Any], key_pem: bytes) -> None:
         """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each step atomic."""
+        with self.installing(config, key_pem, in_background=False) as install:
+            install()
+
+    @contextlib.contextmanager
+    def installing(self, config: dict[str, Any], key_pem: bytes, *,
+                   in_background: bool = True) -> Iterator[Callable[[], None]]:  # fmt: skip
+        """The files of :meth:`install` written beside the current ones (in a thread: while the caller proves
+        ``config``); calling what this yields puts them in place as :meth:`install` does. Not called: removed."""
         self.ensure()
-        mode = 0o640 if self.operators_group else 0o600
+        staging = _started(lambda: StagedFiles(self._install_files(config, key_pem)), in_background)
+        installed = False
+
+        def install() -> None:
+            nonlocal installed
+            staging.result().commit()
+            installed = True
+            self.swaps += 1
+            with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
+                self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
+
+        try:
+            yield install
+        finally:
+            if not installed and staging.exception() is None:  # waits for the thread
+                staging.result().discard()
+
+    def _install_files(self, config: dict[str, Any], key_pem: bytes) -> list[NewFile]:
+        for name in (KUBECONFIG, KEY):  # what an install that failed could not remove (a read-only disk, say)
+            for stale in self.directory.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        mode, group = 0o640 if self.operators_group else 0o600, self.operators_group
         try:
             previous = self.kubeconfig_path.read_bytes()
         except FileNotFoundError:
             previous = None
         new = dump_kubeconfig(config)
-        if previous is not None and previous != new:
-            atomic_write(self.path(PREVIOUS), previous, mode=mode, group=self.operators_group)
-        atomic_write(self.kubeconfig_path, new, mode=mode, group=self.operators_group)
-        atomic_write(self.path(KEY), key_pem, mode=0o600)
-        self.swaps += 1
-        with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
-            self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
+        kept = [NewFile(self.path(PREVIOUS), b"", mode, group, same_as=self.kubeconfig_path)]  # the inode, linked
+        return [*(kept if previous not in (None, new) else []), NewFile(self.kubeconfig_path, new, mode, group),
+                NewFile(self.path(KEY), key_pem)]  # fmt: skip
 
     # --- the cached secret and IPs ------------------------------------------------------------------
 
     def load_cache(self) -> CachedCluster | None:
+        """``cluster.json``, read at every step: parsed again only when the file changed, as the kubeconfig."""
         path = self.path(CACHE)
         try:
-            document = json.loads(path.read_bytes())
+            with path.open("rb") as handle:
+                seen = _identity(os.fstat(handle.fileno()))
+                if self._cache is not None and self._cache[0] == seen:
+                    return self._cache[1]
+                document = json.loads(handle.read())
             secret = ConfiguredCluster.from_dict(document["configured"]) if "configured" in document \
                 else ClusterSecret.from_dict(document["secret"])  # fmt: skip
             ips = tuple(str(ip) for ip in document.get("ips") or ())
-            return CachedCluster(secret=secret, ips=ips, fetched_at=float(document.get("fetchedAt", 0)))
+            cached = CachedCluster(secret=secret, ips=ips, fetched_at=float(document.get("fetchedAt", 0)))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, ContractError) as exc:
             raise StoreError(f"{path}: unreadable cache ({exc})") from None
+        self._cache = (seen, cached)
+        return cached
 
     def save_cache(self, cached: CachedCluster) -> None:
         self.ensure()
@@ -241,3 +284,21 @@ def known_clusters(state_dir: Path) -> list[str]:
     except OSError:  # missing, or not readable by this user (status run by an operator)
         return []
     return [name for name in entries if (state_dir / name / CACHE).is_file()]
+
+
+
+def _started(work: Callable[[], StagedFiles], in_background: bool) -> Future[StagedFiles]:
+    """``work()``'s outcome, run in a thread of its own or at once."""
+    future: Future[StagedFiles] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future
+            future.set_exception(exc)
+
+    if in_background:
+        threading.Thread(target=run, name="install-staging", daemon=True).start()
+    else:
+        run()
+    return future

@@ -97,6 +97,7 @@ class HttpsConnection:
         self._context_factory = context
         self._context: ClientTls | None = None
         self._sock: ssl.SSLSocket | None = None
+        self._ticket_asked = False  # reading ``SSLSocket.session`` copies it (~0.3 ms): at most once per connection
         self._pending: tuple[str, _Deadline] | None = None  # the method and deadline of a sent request
 
     def close(self) -> None:
@@ -152,8 +153,10 @@ class HttpsConnection:
                                             method=method)  # fmt: skip
         response.begin()
         payload = self._body(response)
-        if self._context is not None and self._sock is not None:
-            self._context.remember(self._address, self._sock.session)  # the ticket comes after the handshake
+        if self._context is not None and self._sock is not None and not self._ticket_asked:
+            self._ticket_asked = True  # a TLS 1.3 ticket comes after the handshake, before the first answer
+            if not (self._sock.session_reused and self._context.session_for(self._address)):
+                self._context.remember(self._address, self._sock.session)  # resumed: the ticket held still serves
         if response.will_close:
             self.close()
         return response.status, payload
@@ -198,7 +201,7 @@ class HttpsConnection:
         except BaseException:
             sock.close()
             raise
-        self._sock = sock
+        self._sock, self._ticket_asked = sock, False
         return sock
 
     def _tls_context(self) -> ClientTls:

@@ -1,9 +1,10 @@
 """CSRs are deleted after use whenever the identity making the request may (issue 9, case 10), on both
 control-plane backends (on the real one, kube-apiserver's RBAC decides who may delete).
 
-Against the lab: the bootstrap identity (an IAM token, ``lifeline:agents``) may not delete CSRs, so its
-CSR stays; the next renewal, made with the agent's own ``lifeline:breakglass`` certificate, deletes its
-own CSR and the one the bootstrap had to leave: no lifeline CSR of this host is left behind.
+Deleting is never part of a renewal: a step that installs nothing deletes the CSRs of the issues before it,
+as the installed certificate (``lifeline:breakglass``, which may), so also the bootstrap's (an IAM token,
+``lifeline:agents``, may not delete). No lifeline CSR of this host is left behind, and a renewal step leaves
+its CSR for the next step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lab.agentkit import agent_credentials, seeded_cluster, write_config
+from lab.agentkit import agent_credentials, seeded_cluster, wait_for, write_config
 from tests.conftest import Kubectl, both_backends, lab_of_backend
 
 lab = pytest.fixture(name="lab")(lab_of_backend)
@@ -41,19 +42,47 @@ def test_a_403_for_the_bootstrap_identity_does_not_stop_deletions_as_break_glass
     config = load_config(write_config(lab, tmp_path, [cluster]))
     with agent_credentials(lab):
         agent = ClusterAgent(config, cluster, make_link_monitor(config, None))
-        agent.step()  # bootstrap with an IAM token: create, approve, delete -> 403
+        agent.step()  # bootstrap with an IAM token: create, approve; the CSR is left for a later step
         assert agent.state is ClusterState.READY, agent.last_error
         left_by_bootstrap = lifeline_csrs(kubectl, admin, config.host_id)
         assert len(left_by_bootstrap) == 1, left_by_bootstrap
 
         renewed = agent.last_renewal
         agent.request_renewal("the test renews now")
-        agent.step()  # renewal with the installed lifeline:breakglass certificate, which may delete
+        agent.step()  # renewal with the installed lifeline:breakglass certificate
         assert agent.state is ClusterState.READY, agent.last_error
         assert agent.last_renewal != renewed, "the second step did not renew"
+        left = lifeline_csrs(kubectl, admin, config.host_id)
+        assert len(left) == 2 and left_by_bootstrap[0] in left, left
+
+        agent.step()  # nothing is due: this step deletes both, as the installed break-glass certificate
+        assert agent.state is ClusterState.READY, agent.last_error
         assert lifeline_csrs(kubectl, admin, config.host_id) == []
 
         agent.request_renewal("the test renews now")
-        agent.step()  # and the next renewal again
+        agent.step()  # and the next renewal's CSR goes at the next step too
+        agent.step()
         assert agent.state is ClusterState.READY, agent.last_error
         assert lifeline_csrs(kubectl, admin, config.host_id) == []
+
+
+@both_backends
+def test_the_daemon_deletes_what_its_steps_left_before_it_stops(lab: Any, tmp_path: Path, kubectl: Kubectl) -> None:
+    from lifeline_agent.config import load_config
+    from lifeline_agent.daemon import Daemon
+    from lifeline_agent.observability import ClusterState, Observer, SystemdNotifier
+
+    cluster = seeded_cluster(lab, "csrs")
+    admin = lab.admin_kubeconfig(cluster)
+    config = load_config(write_config(lab, tmp_path, [cluster]))
+    with agent_credentials(lab):
+        daemon = Daemon(config, Observer(), SystemdNotifier({}))
+
+        def until_bootstrapped(_tick: float) -> bool:  # the main loop's wait: stop once the bootstrap is done
+            wait_for(lambda: daemon.agents[cluster].state is ClusterState.READY, 60, "the bootstrap")
+            assert len(lifeline_csrs(kubectl, admin, config.host_id)) == 1  # left by the bootstrap step
+            daemon.stop()
+            return True
+
+        daemon.run(sleep=until_bootstrapped)
+    assert lifeline_csrs(kubectl, admin, config.host_id) == []

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import subprocess
 import time
@@ -406,8 +407,10 @@ def test_bootstrap_kubeconfig_is_used_instead_of_an_iam_token(lab, seeded_cluste
                           cluster={seeded_cluster: {"bootstrap_kubeconfig": str(bootstrap)}})
     result = run_agent(lab, config, "once")
     assert result.returncode == 0, result.stdout + result.stderr
-    requests, _ = control_plane.store.list("certificatesigningrequests")
-    assert [csr["spec"]["username"] for csr in requests] == ["bootstrap:rack-7"]
+    history = control_plane.store.events("certificatesigningrequests", 0, lambda: False, poll=0)
+    made = [e.object["spec"]["username"] for e in itertools.takewhile(bool, history) if e.type == "ADDED"]
+    assert made == ["bootstrap:rack-7"]
+    assert control_plane.store.list("certificatesigningrequests")[0] == []  # deleted as the new certificate
 
 
 def test_run_stops_cleanly_on_sigterm(lab, seeded_cluster, tmp_path, running_agents):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from lifeline_agent import kube
@@ -64,3 +65,19 @@ def test_the_pause_is_half_the_time_waited_between_1_ms_and_1_s(session, monkeyp
     assert max(pauses) == 1.0
     assert 20 <= len(pauses) <= 40  # a few dozen looks in 10 s, not thousands
     assert round(sum(pauses), 4) == 10.0
+
+
+def test_the_first_looks_follow_each_other_at_once(session):
+    looks: list[int] = []
+    pending = {"status": {"conditions": [{"type": "Approved", "status": "True"}]}}
+
+    def request(method, path, body=None):
+        looks.append(len(pauses))
+        return pending
+
+    pauses: list[float] = []
+    session.request = request
+    with pytest.raises(kube.CsrTimeout):
+        session.wait_for_certificate("c", timeout=0.05, sleep=lambda seconds: (pauses.append(seconds),
+                                                                               time.sleep(seconds)))  # fmt: skip
+    assert looks[:9] == [0] * 8 + [1]  # eight looks without a pause (a busy signer's ~10 ms on loopback), then one

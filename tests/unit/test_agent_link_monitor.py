@@ -53,3 +53,15 @@ def test_a_fresh_result_comes_from_a_probe_started_after_the_question() -> None:
     assert monitor.is_up(fresh=True) is False
     assert probe.calls == 2
     assert monitor.last is False
+
+
+def test_a_probe_started_since_the_given_time_is_fresh_enough() -> None:
+    probe = CountingProbe()
+    monitor = LinkMonitor(probe, interval=3600)
+    step_began = time.monotonic()
+    assert monitor.is_up()  # the step's first question probes
+    assert monitor.is_up(since=step_began) is True  # a probe of this step: not asked again
+    assert probe.calls == 1
+    probe.answer = False
+    assert monitor.is_up(since=time.monotonic()) is False  # that probe started before: a new one
+    assert probe.calls == 2

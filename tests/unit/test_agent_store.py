@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grp
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,82 @@ def lab_free_secret():
                          certificate_authority_data=base64.b64encode(ca_pem).decode(), kubernetes_version="1.31",
                          platform_version="eks-local-outposts.1",
                          outpost_arns=("arn:aws:outposts:us-west-2:123456789012:outpost/op-0abcdef1234567890",))
+
+
+def test_install_makes_every_file_durable_before_its_rename_with_three_fsyncs(tmp_path, monkeypatch):
+    store = ClusterStore(tmp_path / "edge")
+    store.install(config("1"), b"KEY-1")
+    old_inode = store.kubeconfig_path.stat().st_ino
+    events: list[tuple[str, str]] = []
+    fsync, replace, link = os.fsync, os.replace, os.link
+
+    def recorded_fsync(fd: int) -> None:
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        fsync(fd)
+
+    def recorded_replace(source: str, target: Path) -> None:
+        events.append(("replace", os.path.basename(source)))
+        replace(source, target)
+
+    def recorded_link(source: Path, target: str) -> None:
+        events.append(("link", os.path.basename(target)))
+        link(source, target)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    monkeypatch.setattr(os, "link", recorded_link)
+    store.install(config("2"), b"KEY-2")
+
+    renamed = [name for kind, name in events if kind == "replace"]
+    assert [name.split(".")[1] for name in renamed] == ["kubeconfig", "kubeconfig", "key"]  # prev, new, key
+    before_renames = events[: events.index(("replace", renamed[0]))]
+    for name in renamed:  # written and fsynced, or a link to the installed (durable) inode, before any rename
+        assert ("fsync", name) in before_renames or ("link", name) in before_renames, events
+    assert events[-1] == ("fsync", "edge")  # then the directory, once, after the last rename
+    assert [kind for kind, _ in events].count("fsync") == 3  # was 6: a data and a directory fsync per file
+    assert store.path("kubeconfig.prev").stat().st_ino == old_inode  # the old kubeconfig itself, not a copy
+    assert store.current()["users"][0]["user"]["client-certificate-data"] == "Y2VydC0y"  # cert-2
+    assert store.path("key.pem").read_bytes() == b"KEY-2"
+
+
+def test_a_previous_generation_with_other_permissions_is_copied_with_the_ones_configured(tmp_path):
+    group = grp.getgrgid(os.getgid()).gr_name if os.geteuid() != 0 else "daemon"
+    ClusterStore(tmp_path / "edge").install(config("1"), b"KEY-1")  # 0600, before operators_group was set
+    store = ClusterStore(tmp_path / "edge", operators_group=group)
+    store.install(config("2"), b"KEY-2")
+    assert mode(store.path("kubeconfig.prev")) == 0o640
+    assert store.path("kubeconfig.prev").stat().st_gid == grp.getgrnam(group).gr_gid
+    assert kc.load_kubeconfig(store.path("kubeconfig.prev").read_bytes())["users"][0]["user"][
+        "client-certificate-data"] == "Y2VydC0x"  # cert-1
+
+
+def test_staged_files_are_in_place_only_once_installed(tmp_path):
+    store = ClusterStore(tmp_path / "edge")
+    store.install(config("1"), b"KEY-1")
+    before = {p.name: p.read_bytes() for p in store.directory.iterdir()}
+    with store.installing(config("2"), b"KEY-2") as install:
+        time.sleep(0.2)  # the staging thread has written its files by now: none of them is in place
+        assert {p.name: p.read_bytes() for p in store.directory.iterdir() if not p.name.endswith(".tmp")} == before
+        assert len([p for p in store.directory.iterdir() if p.name.endswith(".tmp")]) == 3
+        install()
+    assert store.current()["users"][0]["user"]["client-certificate-data"] == "Y2VydC0y"  # cert-2
+    assert sorted(p.name for p in store.directory.iterdir()) == ["key.pem", "kubeconfig", "kubeconfig.prev"]
+
+
+def test_staged_files_not_installed_are_removed_and_nothing_changes(tmp_path):
+    store = ClusterStore(tmp_path / "edge")
+    store.install(config("1"), b"KEY-1")
+    before = {p.name: p.read_bytes() for p in store.directory.iterdir()}
+    with pytest.raises(RuntimeError, match="not proven"), store.installing(config("2"), b"KEY-2"):
+        raise RuntimeError("the new kubeconfig was not proven")
+    assert {p.name: p.read_bytes() for p in store.directory.iterdir()} == before  # no temp file either
+    assert store.swaps == 1
+
+
+def test_a_staging_failure_is_raised_by_the_install_and_leaves_nothing(tmp_path):
+    ClusterStore(tmp_path / "edge").install(config("1"), b"KEY-1")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "edge").iterdir()}
+    store = ClusterStore(tmp_path / "edge", operators_group="no-such-group-lifeline")
+    with pytest.raises(KeyError), store.installing(config("2"), b"KEY-2") as install:
+        install()
+    assert {p.name: p.read_bytes() for p in store.directory.iterdir()} == before
