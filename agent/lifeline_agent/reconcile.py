@@ -316,9 +316,8 @@ class ClusterAgent:
               min_remaining=self.config.timing.min_remaining_lifetime)  # fmt: skip
         new_key = key_pem(key)
         config = self._kubeconfig(target, cert_pem, new_key)
-        with self.store.installing(config, new_key) as install:  # the files are written while it is proven
-            self._verify(config, wanted.organization)
-            install()
+        self._verify(config, wanted.organization)
+        self.store.install(config, new_key)
         self.last_renewal, self._renewal_requested = self.clock(), None
         self._count_renewal("success")
         self.hook.installed(self.store.kubeconfig_path, certificate.not_after)

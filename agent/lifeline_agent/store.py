@@ -18,10 +18,7 @@ import grp
 import json
 import os
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,6 @@ from lifeline_agent.contract import (
 )
 from lifeline_agent.kubeconfig import (
     NewFile,
-    StagedFiles,
     atomic_write,
     dump_kubeconfig,
     load_kubeconfig,
@@ -109,7 +105,7 @@ class CachedCluster:
 
 
 class ClusterStore:
-    """The files of one cluster. Only :meth:`install` (and :meth:`installing`) changes the current kubeconfig."""
+    """The files of one cluster. Only :meth:`install` changes the current kubeconfig."""
 
     def __init__(self, directory: Path, *, operators_group: str | None = None) -> None:
         self.directory = Path(directory)
@@ -188,32 +184,13 @@ class ClusterStore:
         return document
 
     def install(self, config: dict[str, Any], key_pem: bytes) -> None:
-        """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each step atomic."""
-        with self.installing(config, key_pem, in_background=False) as install:
-            install()
-
-    @contextlib.contextmanager
-    def installing(self, config: dict[str, Any], key_pem: bytes, *,
-                   in_background: bool = True) -> Iterator[Callable[[], None]]:  # fmt: skip
-        """The files of :meth:`install` written beside the current ones (in a thread: while the caller proves
-        ``config``); calling what this yields puts them in place as :meth:`install` does. Not called: removed."""
+        """Swap in ``config`` (already verified): the old one becomes ``kubeconfig.prev``; each file atomic, all
+        three durable on return (:func:`replace_files`)."""
         self.ensure()
-        staging = _started(lambda: StagedFiles(self._install_files(config, key_pem)), in_background)
-        installed = False
-
-        def install() -> None:
-            nonlocal installed
-            staging.result().commit()
-            installed = True
-            self.swaps += 1
-            with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
-                self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
-
-        try:
-            yield install
-        finally:
-            if not installed and staging.exception() is None:  # waits for the thread
-                staging.result().discard()
+        replace_files(self._install_files(config, key_pem))
+        self.swaps += 1
+        with contextlib.suppress(OSError):  # what was written is what the next step reads: no need to parse it
+            self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
 
     def _install_files(self, config: dict[str, Any], key_pem: bytes) -> list[NewFile]:
         for name in (KUBECONFIG, KEY):  # what an install that failed could not remove (a read-only disk, say)
@@ -284,21 +261,3 @@ def known_clusters(state_dir: Path) -> list[str]:
     except OSError:  # missing, or not readable by this user (status run by an operator)
         return []
     return [name for name in entries if (state_dir / name / CACHE).is_file()]
-
-
-
-def _started(work: Callable[[], StagedFiles], in_background: bool) -> Future[StagedFiles]:
-    """``work()``'s outcome, run in a thread of its own or at once."""
-    future: Future[StagedFiles] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(work())
-        except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future
-            future.set_exception(exc)
-
-    if in_background:
-        threading.Thread(target=run, name="install-staging", daemon=True).start()
-    else:
-        run()
-    return future
