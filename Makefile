@@ -29,10 +29,10 @@ demo: install
 	$(BIN)/python -m lab demo --control-plane $(CONTROL_PLANE)
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 3 --dist loadgroup
 
 test-fast: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests/unit tests/infrastructure
+	$(BIN)/python -m pytest -n 3 --dist loadgroup tests/unit tests/infrastructure
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ from tests.conftest import SilentEndpoint
 from tests.integration.test_readiness_region import reports
 
 LIFETIME = 20  # seconds; each certificate is renewed at 70-90 % of what was left of it at receipt
-RENEWALS = 4
+RENEWALS = 2
 SERVING = "serving /healthz and /metrics"
 
 
@@ -46,9 +46,9 @@ def test_renewals_keep_their_deadlines_while_cloudwatch_never_answers(
         if status.get("certificate_not_after") and status.get("next_renewal"):
             deadlines.setdefault(status["certificate_not_after"], status["next_renewal"])
         address = next((r["address"] for r in agent.records() if r.get("message") == SERVING), None)
-        return agent.renewals() > RENEWALS and address is not None and reports(address).get("failure", 0) >= 3
+        return agent.renewals() > RENEWALS and address is not None and reports(address).get("failure", 0) >= 2
 
-    wait_for(enough, LIFETIME * (RENEWALS + 4), f"{RENEWALS} renewals after the first kubeconfig and 3 failed reports")
+    wait_for(enough, LIFETIME * (RENEWALS + 4), f"{RENEWALS} renewals after the first kubeconfig and 2 failed reports")
     tried = reports(next(r["address"] for r in agent.records() if r.get("message") == SERVING))
     assert agent.stop() == 0
 
@@ -65,6 +65,6 @@ def test_renewals_keep_their_deadlines_while_cloudwatch_never_answers(
 
     # meanwhile the reporter tried, waited its timeout each time, failed, and said so once
     assert tried.get("success", 0) == 0, tried
-    assert silent_endpoint.connections >= 3
+    assert silent_endpoint.connections >= 2
     warnings = [r for r in records if "cannot report readiness" in r.get("message", "")]
     assert len(warnings) == 1 and "timeout" in warnings[0]["message"].lower(), warnings
