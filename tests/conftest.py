@@ -116,6 +116,20 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory other users can reach (pytest's ``tmp_path`` is 0700 to root), for work done as another user;
+    skips unless this process is root."""
+    if os.geteuid() != 0:
+        pytest.skip("acting as another user needs root")
+    directory = Path(tempfile.mkdtemp(prefix="lifeline-shared-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
 def link_restored(lab: object) -> Iterator[object]:
     """The lab's service link, restored after the test whatever it did."""
     link = lab.link  # type: ignore[attr-defined]

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,19 +150,6 @@ def test_an_existing_output_file_is_never_replaced(lab, seeded_cluster, agent_co
 
 
 NOBODY = 65534
-
-
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    """A directory other users can reach (pytest's own tmp_path is 0700 to root)."""
-    if os.geteuid() != 0:
-        pytest.skip("acting for the user behind sudo needs root")
-    directory = Path(tempfile.mkdtemp(prefix="lifeline-grant-"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_behind_sudo_the_kubeconfig_is_created_with_that_users_rights_only(

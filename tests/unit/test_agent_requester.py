@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +13,6 @@ from lifeline_agent.kubeconfig import write_new_file
 from lifeline_agent.requester import Requester, as_requester
 
 NOBODY = Requester(name="nobody", uid=65534, gid=65534, groups=(65534,))
-
-
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("acting as another user needs root")
-    directory = Path(tempfile.mkdtemp(prefix="lifeline-requester-"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_root_acting_for_a_user_cannot_write_where_that_user_cannot(shared_tmp: Path) -> None:
