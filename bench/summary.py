@@ -76,8 +76,11 @@ def renewal_rows(result: dict[str, Any]) -> list[Row]:
                     f"Renewal, {key_type}: agent's full step vs the API floor (median)", label,
                     f"{agent['median'] * 1000:.1f} ms vs {floor['median'] * 1000:.1f} ms: "
                     f"**{by_key['ratio_agent_over_api_floor_median']}x** (target <= 2)",
-                    f"floor: key + CSR, one TLS connection (resumed: the certificate's context and session in "
-                    f"hand, as the agent has them), POST, approve, GET until issued (bench/api_floor.py); "
+                    "floor: key + CSR, one TLS connection ("
+                    + ("resumed: the certificate's context and session in hand, as the agent has them"
+                       if "api_floor_cold_seconds" in by_key else "a new TLS context and a full handshake: a run "
+                       "from before the floor resumed its session") + "), POST, approve, GET until issued "
+                    f"(bench/api_floor.py); "
                     f"floor p10-p90 {floor['p10'] * 1000:.1f}-{floor['p90'] * 1000:.1f} ms; n = {floor['n']}",
                 ))  # fmt: skip
             if "api_floor_cold_seconds" in by_key:

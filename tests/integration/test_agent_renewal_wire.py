@@ -3,8 +3,8 @@ steps in order, the TCP connections they open, and the link probes of a bootstra
 
 A renewal is, as the certificate it renews: create the CSR, approve it, read it until the certificate is there;
 then, as the new certificate (TLS sends a client certificate per connection, so this is a connection of its
-own): who am I, read the ``kubernetes`` service. One connection per credential unless the server closed it
-(the emulated server answers ``Connection: close``); no other request. The CSR is deleted later, in a step
+own): who am I, read the ``kubernetes`` service. One connection per credential (both servers keep connections
+alive); no other request. The CSR is deleted later, in a step
 that installs nothing, as the installed certificate.
 """
 
@@ -158,8 +158,7 @@ def test_a_renewal_step_asks_only_what_it_needs_over_one_connection_per_certific
     assert wire.needless_connections == []  # a new connection only where the server closed the last one
     assert wire.resumed[old][0] and not wire.resumed[new][0]  # the old certificate's session resumes (its ticket
     # came with its own check in the last step); the new certificate's check is a full handshake
-    if backend == "real":  # kube-apiserver keeps connections alive: one for the CSR, one to verify
-        assert wire.connections == {old: 1, new: 1}, wire.connections
+    assert wire.connections == {old: 1, new: 1}, wire.connections  # one for the CSR, one to verify
     assert name in lifeline_csrs(kubectl, admin)  # deleting it is not part of the renewal
     assert wire.replaced == ["kubeconfig.prev", "kubeconfig", "key.pem", "status.json"]  # each file once
     assert wire.fsyncs == 3  # the new kubeconfig and key, then their directory (status.json need not last)

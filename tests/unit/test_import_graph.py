@@ -30,11 +30,14 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
         targets: set[str | None] = set()
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets |= {owner(alias.name) for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets |= {owner(f"{node.module}.{alias.name}") for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""  # from . / from .. import
+                source = ".".join(part for part in (base, node.module) if part)
+                targets |= {owner(f"{source}.{alias.name}") for alias in node.names}
         graph[module] = {target for target in targets if target and target != module}
     return graph
 
@@ -74,6 +77,16 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_cycle_finder_sees_a_cycle_through_a_lazy_import() -> None:
     graph = {"lab.cli": {"lab.demo"}, "lab.demo": {"lab.drill"}, "lab.drill": {"lab.cli"}, "lab.pki": set()}
     assert cycles(graph) == [["lab.cli", "lab.demo", "lab.drill"]]
+
+
+def test_relative_imports_are_followed(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from . import b\n")
+    (tmp_path / "pkg" / "b.py").write_text("from .a import thing\n")
+    modules = {"pkg": tmp_path / "pkg" / "__init__.py", "pkg.a": tmp_path / "pkg" / "a.py",
+               "pkg.b": tmp_path / "pkg" / "b.py"}  # fmt: skip
+    assert cycles(import_graph(modules)) == [["pkg.a", "pkg.b"]]
 
 
 def test_first_party_modules_import_one_way() -> None:
