@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,10 @@ class OutputExists(GrantError, ValueError):
 
 class OutputNotWritable(GrantError, ValueError):
     """The requester (the user behind ``sudo``) may not create ``--output``: it is written with their rights."""
+
+
+class OutputNotWritten(GrantError):
+    """Writing ``--output`` failed for another reason than the requester's rights (a full disk, an I/O error)."""
 
 
 class CertificateTooLong(GrantError):
@@ -185,7 +190,11 @@ def issue(config: AgentConfig, cluster: str, name: str, ttl: int, output: Path, 
         try:
             ledger.record(grant)
         except BaseException:
-            as_requester(requester, lambda: output.unlink(missing_ok=True))
+            try:
+                as_requester(requester, lambda: output.unlink(missing_ok=True))
+            except OSError as exc:
+                log.error("the grant could not be recorded, and its kubeconfig %s could not be removed (%s): "
+                          "remove it", output, exc.strerror or exc)  # fmt: skip
             raise
     log.info("granted a personal kubeconfig", extra={
         "cluster": cluster, "for": user, "group": group, "requested_by": str(requester), "serial": grant.serial,
@@ -220,7 +229,9 @@ def _check_creatable(output: Path) -> None:
     """Run as the requester: :class:`OSError` unless they can create ``output`` (which must not exist)."""
     if os.path.lexists(output):
         raise FileExistsError(errno.EEXIST, "exists", str(output))
-    if not os.access(output.parent, os.W_OK | os.X_OK):
+    if not stat.S_ISDIR(os.stat(output.parent).st_mode):  # FileNotFoundError, PermissionError as they come
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(output.parent))
+    if not os.access(output.parent, os.R_OK | os.W_OK | os.X_OK):  # R: the new file is made durable (fsync)
         raise PermissionError(errno.EACCES, "cannot create files in that directory", str(output.parent))
 
 
@@ -230,7 +241,9 @@ def _as_requester(requester: Requester, output: Path, action: Callable[[], None]
     except FileExistsError:
         raise OutputExists(f"--output {output} exists: a grant never replaces a file; remove it or name "
                            "another") from None  # fmt: skip
-    except OSError as exc:
+    except (PermissionError, FileNotFoundError, NotADirectoryError) as exc:
         where = exc.filename or output
         raise OutputNotWritable(f"--output {output}: {requester} may not create it ({where}: "
                                 f"{exc.strerror or exc}); it is written with that user's rights") from None  # fmt: skip
+    except OSError as exc:
+        raise OutputNotWritten(f"--output {output}: {exc.strerror or exc}") from None

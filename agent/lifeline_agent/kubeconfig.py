@@ -142,7 +142,7 @@ def write_new_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     (a file, a symlink, or one made a moment ago): :class:`FileExistsError` then.
 
     A temp file beside it (fsynced), hard-linked to ``path`` (which fails if the name exists), the temp name
-    removed, the directory fsynced.
+    removed, the directory fsynced; if that last part fails, ``path`` is removed again.
     """
     path = Path(path)
     name = _temp_file(NewFile(path, data, mode), durable=True)
@@ -151,53 +151,35 @@ def write_new_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
-    _fsync_directory(path.parent)
+    try:
+        _fsync_directory(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
 
 
 def replace_files(files: Sequence[NewFile], *, durable: bool = True) -> None:
-    """Replace each file atomically, in the order given, all durable when this returns (:class:`StagedFiles`)."""
-    StagedFiles(files, durable=durable).commit()
+    """Replace each file atomically, in the order given, all durable when this returns.
 
-
-class StagedFiles:
-    """New contents of files, written beside them and not yet in their place.
-
-    Each new content goes to a temp file in the file's directory, created with its mode (never wider) and
-    fsynced (``durable``); :meth:`commit` renames the temp files over the files, one after the other, then
-    fsyncs each directory once; :meth:`discard` removes them. A ``same_as`` file is hard-linked instead of
-    copied: its data is on disk already (it was written here). Temp files are removed if anything fails.
+    Each new content goes to a temp file beside its file, created with its mode (never wider) and fsynced
+    (``durable``); only when every one is written are they renamed over the files, one after the other, and
+    then each directory is fsynced once. A ``same_as`` file is hard-linked instead of copied: its data is on
+    disk already. The temp files not renamed are removed if anything fails.
     """
-
-    def __init__(self, files: Sequence[NewFile], *, durable: bool = True) -> None:
-        self.files, self.durable = list(files), durable
-        self._temps: list[str] = []
-        try:
-            for file in self.files:
-                self._temps.append(_temp_file(file, durable))
-        except BaseException:
-            self.discard()
-            raise
-
-    def commit(self) -> None:
-        """Every file in its place (nothing is renamed unless every temp file was written); durable on return."""
-        renamed = 0
-        try:
-            for file, name in zip(self.files, self._temps, strict=True):
-                os.replace(name, file.path)
-                renamed += 1
-        finally:
-            del self._temps[:renamed]
-            self.discard()
-        for directory in dict.fromkeys(file.path.parent for file in self.files) if self.durable else ():
-            _fsync_directory(directory)
-
-    def discard(self) -> None:
-        """Remove the temp files not renamed yet, as far as the file system lets it (what caused the discard
-        matters more)."""
-        for name in self._temps:
+    temps: list[str] = []
+    try:
+        for file in files:
+            temps.append(_temp_file(file, durable))
+        for file in files:
+            os.replace(temps[0], file.path)
+            temps.pop(0)
+    finally:
+        for name in temps:
             with contextlib.suppress(OSError):
                 os.unlink(name)
-        self._temps.clear()
+    for directory in dict.fromkeys(file.path.parent for file in files) if durable else ():
+        _fsync_directory(directory)
 
 
 def _temp_file(file: NewFile, durable: bool) -> str:
@@ -225,7 +207,8 @@ def _temp_file(file: NewFile, durable: bool) -> str:
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        os.unlink(name)
+        with contextlib.suppress(OSError):  # the cause matters more than a temp file a read-only disk keeps
+            os.unlink(name)
         raise
     return name
 

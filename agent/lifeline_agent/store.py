@@ -193,9 +193,6 @@ class ClusterStore:
             self._parsed[self.kubeconfig_path] = (_identity(self.kubeconfig_path.stat()), copy.deepcopy(config))
 
     def _install_files(self, config: dict[str, Any], key_pem: bytes) -> list[NewFile]:
-        for name in (KUBECONFIG, KEY):  # what an install that failed could not remove (a read-only disk, say)
-            for stale in self.directory.glob(f".{name}.*.tmp"):
-                stale.unlink(missing_ok=True)
         mode, group = 0o640 if self.operators_group else 0o600, self.operators_group
         try:
             previous = self.kubeconfig_path.read_bytes()
@@ -231,6 +228,7 @@ class ClusterStore:
     def save_cache(self, cached: CachedCluster) -> None:
         self.ensure()
         atomic_write(self.path(CACHE), cached.to_json(), mode=0o600)
+        self._cache = None  # read back at the next load, whatever its stat looks like
 
     # --- the status snapshot ------------------------------------------------------------------------
 

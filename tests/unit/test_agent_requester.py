@@ -57,3 +57,19 @@ def test_the_user_behind_sudo_brings_their_supplementary_groups() -> None:
     behind = Requester.of_this_process({"SUDO_UID": "65534", "SUDO_GID": "65534"})
     assert (behind.name, behind.uid, behind.gid) == ("nobody", 65534, 65534)
     assert behind.groups == tuple(os.getgrouplist("nobody", 65534)) and not behind.is_this_process
+
+
+def test_a_directory_the_user_may_write_but_not_read_is_refused_before_anything_is_issued(shared_tmp: Path) -> None:
+    from lifeline_agent.grant import _check_creatable
+
+    blind = shared_tmp / "drop-box"
+    blind.mkdir(mode=0o733)
+    blind.chmod(0o733)  # -wx for the user: a file could be linked in, but not fsynced there
+    with pytest.raises(PermissionError):
+        as_requester(NOBODY, lambda: _check_creatable(blind / "alice.kubeconfig"))
+    theirs = shared_tmp / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY.uid, NOBODY.gid)
+    as_requester(NOBODY, lambda: _check_creatable(theirs / "alice.kubeconfig"))
+    with pytest.raises(FileNotFoundError):
+        as_requester(NOBODY, lambda: _check_creatable(theirs / "missing" / "alice.kubeconfig"))

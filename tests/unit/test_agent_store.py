@@ -170,3 +170,22 @@ def test_an_install_that_cannot_write_every_file_changes_none_and_leaves_nothing
     with pytest.raises(KeyError):
         store.install(config("2"), b"KEY-2")
     assert {p.name: p.read_bytes() for p in store.directory.iterdir()} == before
+
+
+def test_an_install_failing_on_its_last_file_changes_none_and_leaves_nothing(tmp_path, monkeypatch):
+    store = ClusterStore(tmp_path / "edge")
+    store.install(config("1"), b"KEY-1")
+    before = {p.name: p.read_bytes() for p in store.directory.iterdir()}
+    calls, real_fchmod = [], os.fchmod
+
+    def fchmod(fd, mode):  # the new kubeconfig's temp file is made, the key's fails (kubeconfig.prev is a link)
+        calls.append(mode)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", fchmod)
+    with pytest.raises(OSError, match="No space"):
+        store.install(config("2"), b"KEY-2")
+    assert len(calls) == 2
+    assert {p.name: p.read_bytes() for p in store.directory.iterdir()} == before  # no temp file either

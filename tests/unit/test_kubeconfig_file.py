@@ -85,3 +85,13 @@ def test_write_new_file_never_replaces_nor_follows_what_is_there(tmp_path, plant
         assert elsewhere.read_bytes() == b"untouched"
     else:
         assert not elsewhere.exists()
+
+
+def test_write_new_file_removes_the_file_again_when_it_cannot_be_made_durable(tmp_path, monkeypatch):
+    def failing_fsync(directory):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(kubeconfig, "_fsync_directory", failing_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        kubeconfig.write_new_file(tmp_path / "alice.kubeconfig", b"new")
+    assert list(tmp_path.iterdir()) == []
