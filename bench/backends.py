@@ -8,8 +8,10 @@ backend is measured, so ``python -m bench --help`` stays light.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 BACKENDS = ("emulated", "real")
@@ -62,3 +64,18 @@ def on_each_backend(name: str, backends: Sequence[str],
             print(failures[-1], flush=True)
         measured[backend]["wall_seconds"] = round(time.monotonic() - started, 1)
     return measured, failures
+
+
+def in_own_labs(name: str, variant: str, backends: Sequence[str],
+                measure: Callable[[str, str, Path], dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """``measure(backend, variant, scratch)`` on each backend in a lab of its own (a fresh scratch directory, no
+    route to AWS): ``(figures by backend, failures)``."""
+    from lab.agentkit import isolate_from_aws
+
+    isolate_from_aws()
+
+    def in_own_lab(backend: str) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-{backend}-") as scratch:
+            return measure(backend, variant, Path(scratch))
+
+    return on_each_backend(name, backends, in_own_lab)

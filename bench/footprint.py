@@ -19,20 +19,18 @@ the first ``READY=1`` datagram on a NOTIFY_SOCKET this process owns.
 from __future__ import annotations
 
 import shlex
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.backends import BACKENDS, describe, on_each_backend
+from bench.backends import BACKENDS, describe, in_own_labs
 from lab.agentkit import (
     REPO,
     AgentProcess,
     NotifySocket,
     agent_env,
     cpu_seconds,
-    isolate_from_aws,
     memory_kib,
     read_status,
     seeded_cluster,  # fmt: skip
@@ -182,13 +180,7 @@ def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
 
 
 def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
-    isolate_from_aws()
-
-    def in_own_lab(backend: str) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix=f"bench-footprint-{backend}-") as tmp:
-            return measure(backend, variant, Path(tmp))
-
-    measured, failures = on_each_backend("footprint", backends, in_own_lab)
+    measured, failures = in_own_labs("footprint", variant, backends, measure)
     failures += [f"footprint [{backend}] {part}: the agent died" for backend, figures in measured.items()
                  for part in figures.get("agent_died_in", [])]  # fmt: skip
     return {

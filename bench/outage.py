@@ -14,19 +14,17 @@ On each control-plane backend that can run here (``bench/backends.py``), one aft
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.backends import BACKENDS, describe, on_each_backend
+from bench.backends import BACKENDS, describe, in_own_labs
 from bench.common import spread
 from bench.schedule import deadline_window, deadlines
 from lab.agentkit import (
     RENEWED,
     AgentProcess,
-    isolate_from_aws,
     kubectl,
     read_status,
     seeded_cluster,
@@ -147,13 +145,7 @@ def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
 
 
 def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
-    isolate_from_aws()
-
-    def in_own_lab(backend: str) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix=f"bench-outage-{backend}-") as tmp:
-            return measure(backend, variant, Path(tmp))
-
-    measured, failures = on_each_backend("outage", backends, in_own_lab)
+    measured, failures = in_own_labs("outage", variant, backends, measure)
     return {
         "what": f"link cut for {OUTAGE_SECONDS[variant]} s; {SIGNING_SECONDS}-second certificates (backdated "
                 f"{BACKDATE_SECONDS} s); kubectl get svc through the offline kubeconfig every {KUBECTL_EVERY:g} s; "

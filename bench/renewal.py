@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +30,9 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from bench.api_floor import ApiFloor
-from bench.backends import BACKENDS, on_each_backend
+from bench.backends import BACKENDS, in_own_labs
 from bench.common import spread
-from lab.agentkit import VENV_BIN, agent_credentials, isolate_from_aws, seeded_cluster, started_lab, write_config
+from lab.agentkit import VENV_BIN, agent_credentials, seeded_cluster, started_lab, write_config
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 FLOOR_KEY_TYPE = "ecdsa-p256"  # the agent's default, and the floor's key
@@ -180,13 +179,7 @@ def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
 
 
 def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:
-    isolate_from_aws()
-
-    def in_own_lab(backend: str) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix=f"bench-renewal-{backend}-") as tmp:
-            return measure(backend, variant, Path(tmp))
-
-    measured, failures = on_each_backend("renewal", backends, in_own_lab)
+    measured, failures = in_own_labs("renewal", variant, backends, measure)
     return {
         "what": "one full renewal: new key, CSR, approve, wait for the certificate, verify with the new "
                 "kubeconfig alone, install (agent: in-process ClusterAgent.step, the daemon's code; manual: "

@@ -53,6 +53,12 @@ def status_rows(figure: str, label: str, figures: dict[str, Any]) -> list[Row]:
     return [(figure, label, "**failed**" if status == "failed" else status.replace("_", " "), str(figures[status]))
             for status in ("skipped", "failed", "not_run") if status in figures]  # fmt: skip
 
+def _floor_row(key_type: str, label: str, agent: dict[str, Any], floor: dict[str, Any], ratio: str, which: str,
+               what: str) -> tuple[str, str, str, str]:  # fmt: skip
+    return (f"Renewal, {key_type}: agent's full step vs the {which}API floor (median)", label,
+            f"{agent['median'] * 1000:.1f} ms vs {floor['median'] * 1000:.1f} ms: {ratio}",
+            f"{what} p10-p90 {floor['p10'] * 1000:.1f}-{floor['p90'] * 1000:.1f} ms; n = {floor['n']}")  # fmt: skip
+
 
 def renewal_rows(result: dict[str, Any]) -> list[Row]:
     rows = []
@@ -71,27 +77,18 @@ def renewal_rows(result: dict[str, Any]) -> list[Row]:
                 f"manual {manual['p10']:.3f}-{manual['p90']:.3f} s; n = {agent['n']} each",
             ))  # fmt: skip
             if "api_floor_seconds" in by_key:
-                floor = by_key["api_floor_seconds"]
-                rows.append((
-                    f"Renewal, {key_type}: agent's full step vs the API floor (median)", label,
-                    f"{agent['median'] * 1000:.1f} ms vs {floor['median'] * 1000:.1f} ms: "
-                    f"**{by_key['ratio_agent_over_api_floor_median']}x** (target <= 2)",
-                    "floor: key + CSR, one TLS connection ("
-                    + ("resumed: the certificate's context and session in hand, as the agent has them"
-                       if "api_floor_cold_seconds" in by_key else "a new TLS context and a full handshake: a run "
-                       "from before the floor resumed its session") + "), POST, approve, GET until issued "
-                    f"(bench/api_floor.py); "
-                    f"floor p10-p90 {floor['p10'] * 1000:.1f}-{floor['p90'] * 1000:.1f} ms; n = {floor['n']}",
-                ))  # fmt: skip
+                rows.append(_floor_row(key_type, label, agent, by_key["api_floor_seconds"],
+                                       f"**{by_key['ratio_agent_over_api_floor_median']}x** (target <= 2)",
+                                       "", "floor: key + CSR, one TLS connection (" + (
+                                           "resumed: the certificate's context and session in hand, as the agent "
+                                           "has them" if "api_floor_cold_seconds" in by_key else "a new TLS context "
+                                           "and a full handshake: a run from before the floor resumed its session")
+                                       + "), POST, approve, GET until issued (bench/api_floor.py); floor"))  # fmt: skip
             if "api_floor_cold_seconds" in by_key:
-                cold = by_key["api_floor_cold_seconds"]
-                rows.append((
-                    f"Renewal, {key_type}: agent's full step vs the cold API floor (median)", label,
-                    f"{agent['median'] * 1000:.1f} ms vs {cold['median'] * 1000:.1f} ms: "
-                    f"{by_key['ratio_agent_over_api_floor_cold_median']}x",
-                    "the floor with a new TLS context and a full handshake every time (the first benchmarks' floor); "
-                    f"p10-p90 {cold['p10'] * 1000:.1f}-{cold['p90'] * 1000:.1f} ms; n = {cold['n']}",
-                ))  # fmt: skip
+                rows.append(_floor_row(key_type, label, agent, by_key["api_floor_cold_seconds"],
+                                       f"{by_key['ratio_agent_over_api_floor_cold_median']}x", "cold ",
+                                       "the floor with a new TLS context and a full handshake every time (the first "
+                                       "benchmarks' floor);"))  # fmt: skip
         if "acceptance" in figures:
             ratio = figures["acceptance"]["agent_default_vs_manual_rsa_4096"]
             rows.append(("Renewal: agent's default (ecdsa-p256) vs the manual procedure with RSA-4096 (medians)",
