@@ -84,6 +84,7 @@ MAX_DURATION = 366 * 86400  # longer is a typo; and Event.wait() overflows on hu
 HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 MAX_CONCURRENT_CLUSTERS = 64  # each running step is a thread; the unit's TasksMax is 128
+MAX_CLUSTERS = 100  # `run` keeps a thread per cluster; the unit's TasksMax (128) leaves room for the rest
 DEFAULT_CONCURRENT_CLUSTERS = 8
 MAX_HOOK_TIMEOUT = 600.0  # a hook that needs longer should start its own background job
 MAX_HOOK_ARGUMENTS = 32
@@ -342,6 +343,9 @@ def _clusters(top: _Reader) -> tuple[tuple[ClusterSettings, ...], bool]:
         raise top.error("clusters", f"no cluster configured: list names or set clusters = \"{ALL_CLUSTERS}\"")
     if len(set(names)) != len(names):
         raise top.error("clusters", "a cluster is listed twice")
+    if len(names) > MAX_CLUSTERS:
+        raise top.error("clusters", f"{len(names)} clusters: one agent keeps at most {MAX_CLUSTERS} (a thread "
+                                    "each; the unit's TasksMax is 128): split them over more agents (hosts)")
     settings = []
     for name in names:
         table = tables.get(name, {})

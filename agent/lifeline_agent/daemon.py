@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from lifeline_agent.config import AgentConfig
+from lifeline_agent.config import MAX_CLUSTERS, AgentConfig
 from lifeline_agent.fleet import Slots
 from lifeline_agent.link import LinkMonitor, probe_region
 from lifeline_agent.observability import ClusterState, Observer, SystemdNotifier
@@ -75,6 +75,8 @@ class Daemon:
         self.link = make_link_monitor(config, observer)
         self.agents: dict[str, WatchedAgent] = {}
         self._stuck: set[str] = set()
+        self._left_out: tuple[str, ...] = ()  # clusters wanted but not running
+        self._over_limit: tuple[str, ...] = ()
         self._wake: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -102,15 +104,42 @@ class Daemon:
             agent.request_renewal(reason)
             self._wake[name].set()
 
-    def _start_cluster(self, name: str) -> None:
+    def _start_clusters(self, names: list[str]) -> None:
+        """A loop for each of ``names`` not running yet, up to :data:`MAX_CLUSTERS`; the clusters past the limit are
+        named once, and those past it or whose thread could not start are tried again while the agent runs."""
+        over_limit, not_started = [], []
+        for name in names:
+            if name in self.agents:
+                continue
+            if len(self.agents) >= MAX_CLUSTERS:
+                over_limit.append(name)
+            elif not self._start_cluster(name):
+                not_started.append(name)
+        if over_limit and tuple(over_limit) != self._over_limit:
+            log.error("%d cluster(s) not kept by this agent: %s (at most %d per agent, a thread each; the unit's "
+                      "TasksMax is 128): give them to another agent", len(over_limit), ", ".join(over_limit),
+                      MAX_CLUSTERS)  # fmt: skip
+        self._over_limit = tuple(over_limit)
+        self._left_out = tuple(over_limit + not_started)
+
+    def _start_cluster(self, name: str) -> bool:
         agent = WatchedAgent(self.config, name, self.link, self.observer)
         wake = threading.Event()
         self.agents[name], self._wake[name] = agent, wake
         agent.publish()
-        thread = threading.Thread(target=self._cluster_loop, args=(agent, wake, self._first_steps.ticket()),
-                                  name=f"cluster-{name}", daemon=True)  # fmt: skip
+        ticket = self._first_steps.ticket()
+        thread = threading.Thread(target=self._cluster_loop, args=(agent, wake, ticket), name=f"cluster-{name}",
+                                  daemon=True)  # fmt: skip
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had (the unit's TasksMax)
+            self._first_steps.forfeit(ticket)
+            del self.agents[name], self._wake[name]
+            log.error("cannot start the cluster's loop: %s (tried again in %g s)", exc, self.config.probe_interval,
+                      extra={"cluster": name})  # fmt: skip
+            return False
         self._threads.append(thread)
-        thread.start()
+        return True
 
     def _cluster_loop(self, agent: WatchedAgent, wake: threading.Event, turn: int) -> None:
         # first thing in the thread: a turn never taken would leave every later cluster waiting
@@ -151,12 +180,12 @@ class Daemon:
         names = [] if self._stopping.is_set() else cluster_names(self.config, self.link)
         if not names:
             log.warning("no cluster to manage yet (clusters = \"all\" and no lifeline/ secret found)")
-        for name in names:
-            self._start_cluster(name)
+        self._start_clusters(names)
         self.readiness.start(self._stopping)
         watchdog = self.notifier.watchdog_interval()
         tick = min(self.config.probe_interval, watchdog or self.config.probe_interval, 5.0)
-        last_probe = last_scan = time.monotonic()
+        last_probe = last_scan = last_retry = time.monotonic()
+        retry_every = self.config.probe_interval  # a cluster whose thread could not start
         refresh = self.config.timing.secret_refresh_interval
         was_up = self.link.last
         while not self._stopping.is_set():
@@ -166,6 +195,9 @@ class Daemon:
                 self.notifier.watchdog()
             if wait(tick):
                 break
+            if self._left_out and len(self.agents) < MAX_CLUSTERS and time.monotonic() - last_retry >= retry_every:
+                last_retry = time.monotonic()
+                self._start_clusters(list(self._left_out))
             if probing and time.monotonic() - last_probe >= self.config.probe_interval:
                 last_probe = time.monotonic()
                 up = self.link.is_up(fresh=True)
@@ -200,10 +232,10 @@ class Daemon:
 
     def _start_new_clusters(self) -> None:
         """With ``clusters = "all"``: start a loop for each secret that appeared since the last look."""
-        for name in cluster_names(self.config, self.link):
-            if name not in self.agents:
-                log.info("new cluster secret found", extra={"cluster": name})
-                self._start_cluster(name)
+        new = [name for name in cluster_names(self.config, self.link) if name not in self.agents]
+        for name in new:
+            log.info("new cluster secret found", extra={"cluster": name})
+        self._start_clusters(new)
 
     def _on_link_restored(self) -> None:
         if self.config.all_clusters:

@@ -57,6 +57,7 @@ class Slots:
     def __init__(self, limit: int) -> None:
         self._changed = threading.Condition()
         self._free, self._issued, self._serving = limit, 0, 0
+        self._forfeited: set[int] = set()
 
     def ticket(self) -> int:
         with self._changed:
@@ -71,9 +72,22 @@ class Slots:
                     return False
                 self._changed.wait(0.5)
             self._serving += 1
+            self._skip_forfeited()
             self._free -= 1
             self._changed.notify_all()
             return True
+
+    def forfeit(self, ticket: int) -> None:
+        """``ticket`` will never be used (its thread could not start): the tickets after it do not wait for it."""
+        with self._changed:
+            self._forfeited.add(ticket)
+            self._skip_forfeited()
+            self._changed.notify_all()
+
+    def _skip_forfeited(self) -> None:
+        while self._serving in self._forfeited:
+            self._forfeited.discard(self._serving)
+            self._serving += 1
 
     def release(self) -> None:
         with self._changed:

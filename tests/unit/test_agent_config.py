@@ -103,6 +103,7 @@ bootstrap_kubeconfig = "{bootstrap}"
          "readable file"),
         ('clusters = ["a"]\n[timing]\nbackoff_base = 10\nbackoff_cap = 5\n', "timing.backoff_cap", "smaller"),
         ("region = \"us-west-2\"\n", "clusters", "no cluster configured"),
+        ("clusters = [" + ", ".join(f'"c{i}"' for i in range(101)) + "]\n", "clusters", "at most 100"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, machine_id, text, key, words):

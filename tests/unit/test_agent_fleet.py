@@ -116,3 +116,14 @@ def test_a_raising_step_and_a_step_past_its_bound_do_not_hold_up_or_change_the_o
     assert errors["boom-1"] == "unexpected error: TypeError: a bug in this cluster's step"
     assert errors["hang-1"].startswith("stuck in ") and "(a step may take 2 s)" in errors["hang-1"], errors
     assert not any(errors[name] for name in ("fine-1", "fine-2", "fine-3"))
+
+
+def test_a_forfeited_ticket_does_not_hold_up_the_tickets_after_it():
+    slots, cancel = Slots(1), threading.Event()
+    cancel.set()  # any wait ends in False at once: True means the ticket's turn had come
+    first, second, third = slots.ticket(), slots.ticket(), slots.ticket()
+    slots.forfeit(first)  # its thread never started
+    assert slots.acquire(second, cancel)
+    slots.forfeit(third)  # forfeited while the one before it holds the slot
+    slots.release()
+    assert slots.acquire(slots.ticket(), cancel)
