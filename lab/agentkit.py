@@ -82,7 +82,7 @@ def write_config(lab: Any, directory: Path, clusters: list[str], *, region: str 
         "state_dir": str(directory / "state"),
         "host_id": f"host-{uuid.uuid4().hex[:8]}",
         "aws_endpoint_url": lab.outpost_region_url,
-        "probe_timeout": "1s",
+        "probe_timeout": "2s",  # the agent's default: with 1 s a busy test machine once took longer through the relay
         "metrics_address": "127.0.0.1:0",
         **extra,
     }
