@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from lifeline_agent.config import ClusterSettings, ConfigError, load_config
 from lifeline_agent.hooks import KILL_GRACE, InstallHook, _StderrTail, _wait, run_hook, wait_for_hooks
+from lifeline_agent.keys import generate_key, key_pem
 from lifeline_agent.observability import Observer, configure_logging
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,7 +117,8 @@ def test_installed_returns_before_the_hook_ends_and_runs_each_install_once_in_or
 
 
 def test_a_failing_hook_is_logged_with_its_redacted_stderr_and_counted(tmp_path: Path) -> None:
-    key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----"
+    key = key_pem(generate_key("ecdsa-p256")).decode()  # made now: no key is committed
+    key_body = key.splitlines()[1]
     failing = script(tmp_path, "fail.sh", f"echo 'scp: jump-1: connection refused' >&2\necho '{key}' >&2\nexit 3\n")
     stream = io.StringIO()
     configure_logging("INFO", stream=stream)
@@ -130,7 +132,7 @@ def test_a_failing_hook_is_logged_with_its_redacted_stderr_and_counted(tmp_path:
     (record,) = [json.loads(line) for line in stream.getvalue().splitlines() if "post-install hook" in line]
     assert record["level"] == "WARNING" and record["result"] == "failure" and record["cluster"] == "edge-1"
     assert "exit status 3" in record["message"] and "connection refused" in record["message"]
-    assert "MHcCAQEEIB" not in stream.getvalue()
+    assert key_body not in stream.getvalue()
     assert hook_counts(observer, "edge-1") == {"failure": 1.0}
 
 
