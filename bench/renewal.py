@@ -18,7 +18,6 @@ kube-controller-manager v1.28.7 from ``../shared/kube``, 30 s certificates from
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from bench.api_floor import ApiFloor
 from bench.backends import BACKENDS, in_own_labs
-from bench.common import spread
+from bench.common import load_average, spread
 from lab.agentkit import VENV_BIN, agent_credentials, seeded_cluster, started_lab, write_config
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
@@ -175,7 +174,7 @@ def measure(backend: str, variant: str, tmp: Path) -> dict[str, Any]:
         "targets": {"agent_default_vs_manual_rsa_4096": ">= 40", "agent_default_over_api_floor": "<= 2"},
     }  # fmt: skip
     return {"control_plane": describe_backend(backend), "key_types": results, "acceptance": acceptance,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+            "load_average_at_end": load_average()}  # fmt: skip
 
 
 def run(variant: str, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:

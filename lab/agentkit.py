@@ -174,6 +174,21 @@ class NotifySocket:
         self._sock.close()
 
 
+SERVING_METRICS = "serving /healthz and /metrics"
+
+
+def metric_counts(address: str, family: str) -> dict[str, float]:
+    """``family``'s counters by result, from a running agent's own /metrics at ``address``."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{address}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+        families = text_string_to_metric_families(response.read().decode())
+    return {s.labels["result"]: s.value for f in families if f.name == family
+            for s in f.samples if s.name.endswith("_total")}  # fmt: skip
+
+
 class AgentProcess:
     """``lifeline-agent run`` as a child process; its JSON log lines go to ``log_path``."""
 
@@ -207,6 +222,10 @@ class AgentProcess:
 
     def renewals(self) -> int:
         return sum(r.get("message") == RENEWED for r in self.records())
+
+    def metrics_address(self) -> str | None:
+        """Where the agent serves /healthz and /metrics (its log says so once it listens), or None yet."""
+        return next((r["address"] for r in self.records() if r.get("message") == SERVING_METRICS), None)
 
     def renew_now(self) -> bool:
         """SIGUSR1 (every cluster renews now, whatever its deadline) once the daemon can take it: after it

@@ -130,6 +130,15 @@ def shared_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
+def nobodys_dir(shared_tmp: Path) -> Path:
+    """A directory in ``shared_tmp`` that belongs to ``nobody`` (65534), mode 0700: theirs to write, nobody else's."""
+    directory = shared_tmp / "nobodys"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)
+    return directory
+
+
+@pytest.fixture
 def link_restored(lab: object) -> Iterator[object]:
     """The lab's service link, restored after the test whatever it did."""
     link = lab.link  # type: ignore[attr-defined]

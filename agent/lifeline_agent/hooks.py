@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 from lifeline_agent.config import ClusterSettings
 from lifeline_agent.observability import Observer, redact
@@ -84,9 +85,8 @@ def run_hook(argv: tuple[str, ...], *, cluster: str, kubeconfig: Path, not_after
                                    cwd=kubeconfig.parent, start_new_session=True, close_fds=True)  # fmt: skip
     except OSError as exc:
         return HookOutcome("failure", f"cannot start {argv[0]}: {exc.strerror or exc}", 0.0)
-    assert process.stderr is not None
-    with process.stderr:
-        stderr = _StderrTail(process.stderr.fileno())
+    with cast(IO[bytes], process.stderr) as pipe:  # stderr=PIPE: never None
+        stderr = _StderrTail(pipe.fileno())
         code = _wait(process, stderr, timeout)
     if code is None:
         _kill(process)

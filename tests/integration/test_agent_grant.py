@@ -153,13 +153,11 @@ NOBODY = 65534
 
 
 def test_behind_sudo_the_kubeconfig_is_created_with_that_users_rights_only(
-        lab, seeded_cluster, agent_config, shared_tmp, kubectl):  # fmt: skip
+        lab, seeded_cluster, agent_config, shared_tmp, nobodys_dir, kubectl):  # fmt: skip
     """Root running ``grant`` for a sudo user writes where *that user* may create files, nowhere else: a
     directory root can write but the user cannot (/etc/profile.d, say) is refused before anything is issued."""
-    as_nobody = {**agentkit.agent_env(lab, sdk_endpoint=False), "SUDO_UID": str(NOBODY), "SUDO_GID": str(NOBODY)}
-    theirs = shared_tmp / "home"
-    theirs.mkdir(mode=0o700)
-    os.chown(theirs, NOBODY, NOBODY)
+    as_nobody = agentkit.agent_env(lab, sdk_endpoint=False, SUDO_UID=str(NOBODY), SUDO_GID=str(NOBODY))
+    theirs = nobodys_dir
     roots = shared_tmp / "profile.d"
     roots.mkdir(mode=0o755)
     ledger = agent_config.parent / "state" / seeded_cluster / "grants.json"

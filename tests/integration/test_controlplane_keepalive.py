@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.controlplane import ControlPlane, ControlPlaneOptions
+from tests.integration.test_controlplane_listeners import write_admin_pair
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,8 @@ class OneConnection(http.client.HTTPSConnection):
 
 
 def admin_connection(cp: ControlPlane, directory: Path) -> OneConnection:
-    cert_pem, key_pem = cp.admin_credentials()
-    (directory / "admin.crt").write_bytes(cert_pem)
-    (directory / "admin.key").write_bytes(key_pem)
     context = ssl.create_default_context(cadata=cp.ca_pem.decode())
-    context.load_cert_chain(directory / "admin.crt", directory / "admin.key")
+    context.load_cert_chain(*write_admin_pair(cp, directory))
     connection = OneConnection("localhost", cp.port, context=context, timeout=10)
     connection.connect()
     return connection

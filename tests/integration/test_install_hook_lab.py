@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +47,6 @@ def test_the_hook_runs_once_per_verified_install_and_never_for_a_failed_one(
     assert len(runs.read_text().splitlines()) == 1
 
 
-def counts(address: str, family: str) -> dict[str, float]:
-    """``family``'s counters by result, from the running agent's own /metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{address}/metrics", timeout=5) as response:  # noqa: S310 - loopback
-        families = text_string_to_metric_families(response.read().decode())
-    return {s.labels["result"]: s.value for f in families if f.name == family
-            for s in f.samples if s.name.endswith("_total")}  # fmt: skip
-
-
 def certificate_not_after(kubeconfig: Path) -> str:
     """The notAfter of the client certificate in ``kubeconfig``, as the hook gets it."""
     from lifeline_agent import kube
@@ -86,10 +75,8 @@ def test_a_failed_renewal_with_the_current_certificate_runs_no_hook(
     kubeconfig = tmp_path / "state" / unique_name / "kubeconfig"
     agent = agentkit.AgentProcess(lab, config, tmp_path / "agent.log")
     try:
-        address = agentkit.wait_for(lambda: next((r["address"] for r in agent.records()
-                                                  if r.get("message") == "serving /healthz and /metrics"), None),
-                                    30, "the metrics endpoint")  # fmt: skip
-        agentkit.wait_for(lambda: counts(address, "lifeline_install_hooks") == {"success": 1.0}, 60,
+        address = agentkit.wait_for(agent.metrics_address, 30, "the metrics endpoint")
+        agentkit.wait_for(lambda: agentkit.metric_counts(address, "lifeline_install_hooks") == {"success": 1.0}, 60,
                           "the first install's hook")  # fmt: skip
         (first,) = runs.read_text().splitlines()
         installed = kubeconfig.read_bytes()
@@ -97,18 +84,18 @@ def test_a_failed_renewal_with_the_current_certificate_runs_no_hook(
             client.RbacAuthorizationV1Api(api).delete_cluster_role_binding("lifeline-breakglass")
 
         agent.process.send_signal(signal.SIGUSR1)  # renew now, with the current certificate
-        agentkit.wait_for(lambda: counts(address, "lifeline_renewals").get("failure", 0) >= 1, 60,
+        agentkit.wait_for(lambda: agentkit.metric_counts(address, "lifeline_renewals").get("failure", 0) >= 1, 60,
                           "the renewal to fail")  # fmt: skip
         assert any(r.get("message") == "issuing a new certificate: renewal requested (SIGUSR1)"
                    for r in agent.records())  # fmt: skip
         assert kubeconfig.read_bytes() == installed
         assert runs.read_text().splitlines() == [first]
-        assert counts(address, "lifeline_install_hooks") == {"success": 1.0}
+        assert agentkit.metric_counts(address, "lifeline_install_hooks") == {"success": 1.0}
 
         # and no hook is on its way either: a cluster's hooks run in install order, so the next successful
         # renewal's hook (the binding back, the requested renewal retried) is the second run, not the third
         lab.seed_cluster_for_agent(unique_name)
-        agentkit.wait_for(lambda: counts(address, "lifeline_install_hooks") == {"success": 2.0}, 60,
+        agentkit.wait_for(lambda: agentkit.metric_counts(address, "lifeline_install_hooks") == {"success": 2.0}, 60,
                           "the hook of the renewal after the binding came back")  # fmt: skip
         second = f"{unique_name} {kubeconfig} {certificate_not_after(kubeconfig)} new-certificate"
         assert runs.read_text().splitlines() == [first, second]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +220,7 @@ def test_the_service_reports_while_the_link_is_up_and_stops_quietly_while_it_is_
     try:
         started = time.time()
         wait_for(lambda: reported(lab, unique_name, "OfflineAccessReady", started - 60), 60, "a first readiness report")
-        address = next(r["address"] for r in agent.records() if r.get("message") == "serving /healthz and /metrics")
+        address = agent.metrics_address()
         link_restored.cut()
         time.sleep(25)  # more than two report intervals
         during = reports(address)
@@ -242,9 +241,4 @@ def test_the_service_reports_while_the_link_is_up_and_stops_quietly_while_it_is_
 
 def reports(address: str) -> dict[str, float]:
     """``lifeline_readiness_reports_total`` by result, from the agent's own /metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{address}/metrics", timeout=5) as response:  # noqa: S310 - loopback
-        families = text_string_to_metric_families(response.read().decode())
-    return {s.labels["result"]: s.value for f in families if f.name == "lifeline_readiness_reports"
-            for s in f.samples if s.name.endswith("_total")}  # fmt: skip
+    return agentkit.metric_counts(address, "lifeline_readiness_reports")

@@ -6,25 +6,16 @@ tests in tests/integration/test_readiness_region.py run on both)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from bench.outage import parse_not_after, parse_time
 from lab.agentkit import RENEWED, AgentProcess, agent_env, read_status, seeded_cluster, wait_for, write_config
 from tests.conftest import SilentEndpoint
 from tests.integration.test_readiness_region import reports
 
 LIFETIME = 20  # seconds; each certificate is renewed at 70-90 % of what was left of it at receipt
 RENEWALS = 2
-SERVING = "serving /healthz and /metrics"
-
-
-def epoch(text: str, layout: str = "%Y-%m-%dT%H:%M:%SZ") -> float:
-    return dt.datetime.strptime(text, layout).replace(tzinfo=dt.UTC).timestamp()
-
-
-def logged_at(record: dict[str, Any]) -> float:
-    return epoch(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_renewals_keep_their_deadlines_while_cloudwatch_never_answers(
@@ -45,16 +36,18 @@ def test_renewals_keep_their_deadlines_while_cloudwatch_never_answers(
         status = read_status(state, cluster)
         if status.get("certificate_not_after") and status.get("next_renewal"):
             deadlines.setdefault(status["certificate_not_after"], status["next_renewal"])
-        address = next((r["address"] for r in agent.records() if r.get("message") == SERVING), None)
+        address = agent.metrics_address()
         return agent.renewals() > RENEWALS and address is not None and reports(address).get("failure", 0) >= 2
 
     wait_for(enough, LIFETIME * (RENEWALS + 4), f"{RENEWALS} renewals after the first kubeconfig and 2 failed reports")
-    tried = reports(next(r["address"] for r in agent.records() if r.get("message") == SERVING))
+    tried = reports(agent.metrics_address())
     assert agent.stop() == 0
 
     records = agent.records()
-    installs = [(logged_at(r), epoch(r["not_after"])) for r in records if r.get("message") == RENEWED]
-    starts = [logged_at(r) for r in records if str(r.get("message", "")).startswith("issuing a new certificate")]
+    installs = [(parse_time(r["time"]), parse_not_after(r["not_after"]))
+                for r in records if r.get("message") == RENEWED]  # fmt: skip
+    starts = [parse_time(r["time"]) for r in records
+              if str(r.get("message", "")).startswith("issuing a new certificate")]  # fmt: skip
     assert len(installs) > RENEWALS
     for (installed, not_after), (next_installed, _) in zip(installs, installs[1:], strict=False):
         deadline = deadlines[not_after]

@@ -23,10 +23,8 @@ def test_root_acting_for_a_user_cannot_write_where_that_user_cannot(shared_tmp: 
     assert raised.value.errno == errno.EACCES and list(roots.iterdir()) == []
 
 
-def test_root_acting_for_a_user_creates_the_file_as_that_user(shared_tmp: Path) -> None:
-    theirs = shared_tmp / "theirs"
-    theirs.mkdir(mode=0o700)
-    os.chown(theirs, NOBODY.uid, NOBODY.gid)
+def test_root_acting_for_a_user_creates_the_file_as_that_user(nobodys_dir: Path) -> None:
+    theirs = nobodys_dir
     as_requester(NOBODY, lambda: write_new_file(theirs / "k", b"data", mode=0o600))
     info = (theirs / "k").stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (NOBODY.uid, NOBODY.gid, 0o600)
@@ -59,7 +57,8 @@ def test_the_user_behind_sudo_brings_their_supplementary_groups() -> None:
     assert behind.groups == tuple(os.getgrouplist("nobody", 65534)) and not behind.is_this_process
 
 
-def test_a_directory_the_user_may_write_but_not_read_is_refused_before_anything_is_issued(shared_tmp: Path) -> None:
+def test_a_directory_the_user_may_write_but_not_read_is_refused_before_anything_is_issued(
+        shared_tmp: Path, nobodys_dir: Path) -> None:  # fmt: skip
     from lifeline_agent.grant import _check_creatable
 
     blind = shared_tmp / "drop-box"
@@ -67,9 +66,7 @@ def test_a_directory_the_user_may_write_but_not_read_is_refused_before_anything_
     blind.chmod(0o733)  # -wx for the user: a file could be linked in, but not fsynced there
     with pytest.raises(PermissionError):
         as_requester(NOBODY, lambda: _check_creatable(blind / "alice.kubeconfig"))
-    theirs = shared_tmp / "theirs"
-    theirs.mkdir(mode=0o700)
-    os.chown(theirs, NOBODY.uid, NOBODY.gid)
+    theirs = nobodys_dir
     as_requester(NOBODY, lambda: _check_creatable(theirs / "alice.kubeconfig"))
     with pytest.raises(FileNotFoundError):
         as_requester(NOBODY, lambda: _check_creatable(theirs / "missing" / "alice.kubeconfig"))
