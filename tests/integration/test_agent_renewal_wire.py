@@ -47,6 +47,7 @@ class Wire:
     fsyncs: int = 0
     disk: str = "/nowhere"
     _open: dict[int, bool] = field(default_factory=dict)  # id(session) -> its connection is still open
+    _sessions: list[Any] = field(default_factory=list)  # kept alive: a freed session's id could be a new one's
     _opened = False
 
     def clear(self) -> None:
@@ -66,6 +67,7 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
     def recorded_request(session: kube.KubeSession, method: str, path: str, body: Any = None) -> Any:
         who = fingerprint(session.credential)
         seen.requests.append((who, method, path))
+        seen._sessions.append(session)
         seen._opened = False
         try:
             return request(session, method, path, body)
